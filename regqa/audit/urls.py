@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.answer_log, name="answer_log"),
+    path("answers/<int:pk>/", views.log_entry, name="log_entry"),
+    path("export.csv", views.export_csv, name="answer_log_csv"),
+]

@@ -1,0 +1,87 @@
+"""The answer log, for auditors: every answer by every user."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+
+from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from regqa.qa.models import Answer
+
+can_audit = permission_required("qa.view_answer_log", raise_exception=True)
+
+
+@require_GET
+@can_audit
+def answer_log(request: HttpRequest) -> HttpResponse:
+    answers = Answer.objects.select_related("user").order_by("-created_at", "-pk")
+    page = Paginator(answers, 50).get_page(request.GET.get("page"))
+    return render(request, "audit/log.html", {"page": page})
+
+
+@require_GET
+@can_audit
+def log_entry(request: HttpRequest, pk: int) -> HttpResponse:
+    answer = get_object_or_404(Answer.objects.select_related("user"), pk=pk)
+    return render(request, "audit/entry.html", {"answer": answer})
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@require_GET
+@permission_required("qa.export_answer_log", raise_exception=True)
+def export_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """Streamed CSV of the whole log, oldest first (never loads it all in memory)."""
+    columns = [
+        "id",
+        "created_at",
+        "user",
+        "question",
+        "status",
+        "answer",
+        "citations",
+        "passages",
+        "model",
+        "retrieval_ms",
+        "first_token_ms",
+        "total_ms",
+        "error",
+    ]
+
+    def rows() -> Iterator[str]:
+        writer = csv.writer(_Echo())
+        yield writer.writerow(columns)
+        for a in Answer.objects.select_related("user").order_by("pk").iterator(chunk_size=500):
+            passages = [
+                {k: p.get(k) for k in ("n", "chunk_id", "document_title", "page_start", "score")} for p in a.passages
+            ]
+            yield writer.writerow(
+                [
+                    a.pk,
+                    a.created_at.isoformat(),
+                    a.user.username,
+                    a.question,
+                    a.status,
+                    a.answer_text,
+                    json.dumps(a.citations),
+                    json.dumps(passages),
+                    a.model_name,
+                    a.retrieval_ms,
+                    a.first_token_ms,
+                    a.total_ms,
+                    a.error,
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="regqa-answer-log.csv"'
+    return response

@@ -1,0 +1,120 @@
+"""The FAISS vector index on local disk, keyed by Chunk primary key.
+
+Several processes use it: the worker writes (ingestion), the web server reads (questions).
+Writers take an exclusive file lock, load the latest file, change it and replace the file
+atomically (write a temporary file, then rename), so a crash never leaves a half-written index
+and readers never see one. Readers notice a new file by its stat and reload it.
+
+IndexFlatIP is exact, needs no training and searches 100k x 384 vectors in about 15 ms on these
+machines (see ../shared/MODELS.md), which covers the corpora RegQA is built for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+import faiss
+import numpy as np
+from django.conf import settings
+
+from .embed import DIMENSIONS
+
+
+class VectorIndex:
+    def __init__(self, directory: Path, dimensions: int = DIMENSIONS) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / "chunks.faiss"
+        self.dimensions = dimensions
+        self._index: faiss.Index | None = None
+        self._stamp: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()
+
+    # -- reading ------------------------------------------------------------------------------
+    def _empty(self) -> faiss.Index:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimensions))
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _read(self) -> faiss.Index:
+        return faiss.read_index(str(self.path)) if self.path.exists() else self._empty()
+
+    def current(self) -> faiss.Index:
+        """The index as on disk now, reloaded only when the file changed."""
+        with self._lock:
+            stamp = self._file_stamp()
+            if self._index is None or stamp != self._stamp:
+                self._index = self._read()
+                self._stamp = stamp
+            return self._index
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        index = self.current()
+        if index.ntotal == 0:
+            return []
+        scores, ids = index.search(np.asarray(vector, dtype="float32").reshape(1, -1), min(k, index.ntotal))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
+
+    def __len__(self) -> int:
+        return self.current().ntotal
+
+    def ids(self) -> set[int]:
+        index = self.current()
+        return {int(i) for i in faiss.vector_to_array(index.id_map)} if index.ntotal else set()
+
+    # -- writing ------------------------------------------------------------------------------
+    @contextmanager
+    def _writing(self):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "chunks.lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                index = self._read()
+                yield index
+                self._write(index)
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _write(self, index: faiss.Index) -> None:
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        faiss.write_index(index, str(tmp))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def add(self, ids: list[int], vectors: np.ndarray) -> None:
+        if not ids:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype="float32")
+        if vectors.shape != (len(ids), self.dimensions):
+            raise ValueError(f"expected {len(ids)} x {self.dimensions} vectors, got {vectors.shape}")
+        with self._writing() as index:
+            id_array = np.asarray(ids, dtype="int64")
+            index.remove_ids(id_array)  # re-adding an id replaces it instead of duplicating it
+            index.add_with_ids(vectors, id_array)
+
+    def remove(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        with self._writing() as index:
+            index.remove_ids(np.asarray(ids, dtype="int64"))
+
+    def rebuild(self, ids: list[int], vectors: np.ndarray) -> None:
+        with self._writing() as index:
+            index.reset()
+            if ids:
+                index.add_with_ids(np.ascontiguousarray(vectors, dtype="float32"), np.asarray(ids, dtype="int64"))
+
+
+@cache
+def get_index() -> VectorIndex:
+    return VectorIndex(settings.INDEX_DIR)

@@ -1,0 +1,53 @@
+"""Add PDF files to the library (skipping files already there) and ingest them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.files import File
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from regqa.documents import ingest, tasks
+from regqa.documents.models import Document
+
+
+class Command(BaseCommand):
+    help = "Add PDFs (files or directories) to the library. Same file twice (by SHA-256) is skipped."
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", type=Path)
+        parser.add_argument("--now", action="store_true", help="Ingest in this process instead of the worker.")
+
+    def handle(self, *args, paths: list[Path], now: bool = False, **options):
+        files = []
+        for path in paths:
+            if path.is_dir():
+                files.extend(sorted(path.glob("*.pdf")))
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise CommandError(f"{path} does not exist")
+        for path in files:
+            with path.open("rb") as fh:
+                try:
+                    sha256 = ingest.check_upload(fh, path.stat().st_size)
+                except ingest.IngestError as exc:
+                    self.stderr.write(f"{path.name}: {exc}")
+                    continue
+                existing = Document.objects.filter(sha256=sha256).first()
+                if existing:
+                    self.stdout.write(f"{path.name}: already in the library ({existing.get_status_display()})")
+                    continue
+                with transaction.atomic():
+                    document = Document(
+                        title=path.stem, original_name=path.name, sha256=sha256, size_bytes=path.stat().st_size
+                    )
+                    document.file.save(path.name, File(fh), save=True)
+                    if not now:
+                        transaction.on_commit(lambda pk=document.pk: tasks.ingest_document.enqueue(pk))
+            if now:
+                document = ingest.ingest_document(document.pk)
+                self.stdout.write(f"{path.name}: {document.get_status_display()} {document.status_detail}".rstrip())
+            else:
+                self.stdout.write(f"{path.name}: queued for ingestion")

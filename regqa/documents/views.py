@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.db import transaction
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from . import ingest, tasks
+from .forms import UploadForm
+from .models import Chunk, Document, Page
+
+can_manage = permission_required("documents.manage_documents", raise_exception=True)
+can_read = permission_required(["qa.ask_question"], raise_exception=True)
+
+
+def _library_context(form: UploadForm | None = None) -> dict:
+    documents = list(Document.objects.select_related("uploaded_by"))
+    return {
+        "documents": documents,
+        "form": form or UploadForm(),
+        "polling": any(d.is_pending for d in documents),
+        "max_upload_mb": settings.MAX_UPLOAD_MB,
+    }
+
+
+@require_GET
+@can_manage
+def library(request: HttpRequest) -> HttpResponse:
+    return render(request, "documents/library.html", _library_context())
+
+
+@require_GET
+@can_manage
+def library_rows(request: HttpRequest) -> HttpResponse:
+    """Polled by htmx while documents are being ingested."""
+    return render(request, "documents/library.html#rows", _library_context())
+
+
+@require_POST
+@can_manage
+def upload(request: HttpRequest) -> HttpResponse:
+    form = UploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            sha256 = ingest.check_upload(upload, upload.size)
+        except ingest.IngestError as exc:
+            form.add_error("file", str(exc))
+        else:
+            existing = Document.objects.filter(sha256=sha256).first()
+            if existing:
+                form.add_error("file", f"This file is already in the library as “{existing.title}”.")
+            else:
+                with transaction.atomic():
+                    document = Document.objects.create(
+                        title=form.cleaned_data["title"] or Path(upload.name).stem,
+                        original_name=upload.name,
+                        file=upload,
+                        sha256=sha256,
+                        size_bytes=upload.size,
+                        uploaded_by=request.user,
+                    )
+                    transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))
+                messages.success(request, f"“{document.title}” was uploaded and is being ingested.")
+                return redirect("library")
+    return render(request, "documents/library.html", _library_context(form), status=422)
+
+
+@require_POST
+@can_manage
+def retry(request: HttpRequest, pk: int) -> HttpResponse:
+    document = get_object_or_404(Document, pk=pk, status=Document.Status.FAILED)
+    Document.objects.filter(pk=pk).update(status=Document.Status.QUEUED, status_detail="", progress=0)
+    transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))
+    return redirect("library")
+
+
+@require_POST
+@can_manage
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    document = get_object_or_404(Document, pk=pk)
+    ingest.delete_document(document)
+    messages.success(request, f"“{document.title}” was deleted and removed from the index.")
+    return redirect("library")
+
+
+@require_GET
+@can_read
+def document_file(request: HttpRequest, pk: int) -> FileResponse:
+    document = get_object_or_404(Document, pk=pk)
+    if not document.file:
+        raise Http404("This document has no stored file.")
+    return FileResponse(document.file.open("rb"), content_type="application/pdf", filename=document.original_name)
+
+
+@require_GET
+@can_read
+def page(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    document = get_object_or_404(Document, pk=pk)
+    page = get_object_or_404(Page, document=document, number=number)
+    highlight = None
+    if chunk_id := request.GET.get("chunk"):
+        highlight = Chunk.objects.filter(pk=chunk_id, document=document).first()
+    return render(request, "documents/page.html", {"document": document, "page": page, "highlight": highlight})
+
+
+@require_GET
+@can_read
+def passage(request: HttpRequest, chunk_id: int) -> HttpResponse:
+    chunk = get_object_or_404(Chunk.objects.select_related("document"), pk=chunk_id)
+    return render(request, "documents/passage.html", {"chunk": chunk})

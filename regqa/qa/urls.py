@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("ask/", views.ask, name="ask"),
+    path("answers/", views.history, name="history"),
+    path("answers/<int:pk>/", views.answer_detail, name="answer_detail"),
+    path("answers/<int:pk>/stream/", views.answer_stream, name="answer_stream"),
+]

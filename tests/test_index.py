@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from regqa.documents.index import VectorIndex
+
+
+def unit(rows: int, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(rows, 384)).astype("float32")
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    vectors = unit(50)
+    VectorIndex(tmp_path).add(list(range(100, 150)), vectors)
+    reopened = VectorIndex(tmp_path)  # another process would do exactly this
+    assert len(reopened) == 50
+    hits = reopened.search(vectors[7], 3)
+    assert hits[0][0] == 107
+    assert hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert reopened.ids() == set(range(100, 150))
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_remove_and_re_add_do_not_duplicate(tmp_path):
+    index = VectorIndex(tmp_path)
+    vectors = unit(10)
+    index.add(list(range(10)), vectors)
+    index.add([3], vectors[3:4])
+    assert len(index) == 10
+    index.remove([3, 4])
+    assert index.ids() == set(range(10)) - {3, 4}
+    assert 3 not in [i for i, _ in index.search(vectors[3], 10)]
+
+
+def test_reader_sees_writes_from_another_instance(tmp_path):
+    reader, writer = VectorIndex(tmp_path), VectorIndex(tmp_path)
+    assert reader.search(unit(1)[0], 5) == []
+    writer.add([1, 2], unit(2))
+    assert reader.ids() == {1, 2}
+
+
+def test_wrong_shape_is_refused(tmp_path):
+    with pytest.raises(ValueError):
+        VectorIndex(tmp_path).add([1, 2], unit(3))
