@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 import time
@@ -25,10 +26,15 @@ def hashed_embedding(texts: list[str]) -> np.ndarray:
     return out
 
 
-class FakeLlama:
-    """Streams a scripted reply in the shape llama-cpp-python's create_chat_completion uses."""
+def reply(answer: str, cited: list[int], found: bool = True) -> str:
+    return json.dumps({"answer": answer, "cited_passages": cited, "answer_found_in_passages": found})
 
-    def __init__(self, reply: str = "Company means any corporation [1].", delay: float = 0.0) -> None:
+
+class FakeLlama:
+    """Streams a scripted JSON reply, a few characters at a time, in the shape of
+    llama-cpp-python's create_chat_completion(stream=True)."""
+
+    def __init__(self, reply: str = reply("Company means any corporation [1].", [1]), delay: float = 0.0) -> None:
         self.reply = reply
         self.delay = delay
         self.calls: list[list[dict]] = []
@@ -38,13 +44,14 @@ class FakeLlama:
 
     def create_chat_completion(self, messages, stream=False, **kwargs):
         self.calls.append(messages)
+        self.kwargs = kwargs
         with self._lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
-            for word in re.findall(r"\S+\s*", self.reply):
+            for start in range(0, len(self.reply), 3):
                 time.sleep(self.delay)
-                yield {"choices": [{"delta": {"content": word}}]}
+                yield {"choices": [{"delta": {"content": self.reply[start : start + 3]}}]}
         finally:
             with self._lock:
                 self.active -= 1

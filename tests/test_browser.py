@@ -18,7 +18,7 @@ CHROMIUM = os.environ.get("REGQA_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture
-def browser_page(tmp_path):
+def browser_page():
     if not shutil.which(CHROMIUM):
         pytest.fail(f"Chromium not found at {CHROMIUM}: run scripts/test-deps.sh (make test does).")
     from playwright.sync_api import sync_playwright
@@ -34,7 +34,6 @@ def browser_page(tmp_path):
                 "--disable-component-update",
                 "--disable-sync",
                 "--no-first-run",
-                f"--user-data-dir={tmp_path / 'chromium'}",
             ],
         )
         page = browser.new_page()
