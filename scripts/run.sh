@@ -23,7 +23,7 @@ trap cleanup EXIT INT TERM
 $PY manage.py db_worker --interval 1 &
 pids+=($!)
 # One process (the models are loaded once), threads for concurrent pages and answer streams.
-.venv/bin/gunicorn regqa.wsgi --bind "$HOST:$PORT" --workers 1 --threads 8 --timeout 600 \
+.venv/bin/gunicorn regqa.wsgi --config scripts/gunicorn.conf.py --bind "$HOST:$PORT" \
   --access-logfile - --log-level warning &
 pids+=($!)
 sleep 2

@@ -75,3 +75,15 @@ def test_real_fixture_pdf_keeps_pages_and_rule_headings():
     definitions = [c for c in chunks if c.section.startswith("§ 215.2 Definitions")]
     assert definitions and definitions[0].page_start == 2
     assert any("Company means any corporation" in c.text for c in definitions)
+
+
+def test_a_heading_hyphenated_across_lines_is_joined():
+    page = "§ 208.6 Establishment and mainte-\nnance of branches.\n(a) Branching. A member bank may establish branches."
+    chunks = chunk_pages([PageText(1, page)], words=100, overlap=10)
+    assert chunks[0].section == "§ 208.6 Establishment and maintenance of branches."
+
+
+def test_title_and_section_give_context_to_the_embedded_text():
+    assert (
+        embedding_text("§ 215.2 Definitions.", "z0 z1", "Regulation O") == "Regulation O\n§ 215.2 Definitions.\nz0 z1"
+    )

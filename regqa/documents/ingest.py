@@ -182,11 +182,17 @@ def chunk_pages(pages: list[PageText], words: int | None = None, overlap: int | 
     runs: list[tuple[str, list[tuple[str, int]]]] = []
     section = ""
     carry = ""  # first half of a word hyphenated at a line end
+    heading_continues = False  # "§ 208.6 Establishment and mainte-" / "nance of branches."
     for page, lines in zip(pages, strip_running_lines(pages), strict=True):
         for line in lines:
+            if heading_continues and len(line) <= 80 and not is_heading(line):
+                section = (section[:-1] + line)[:300]
+                runs[-1] = (section, runs[-1][1])
+            heading_continues = False
             if is_heading(line):
                 section = line[:300]
                 runs.append((section, []))
+                heading_continues = line.endswith("-")
             if not runs:
                 runs.append((section, []))
             tokens = line.split()
@@ -221,11 +227,11 @@ def chunk_pages(pages: list[PageText], words: int | None = None, overlap: int | 
     return drafts
 
 
-def embedding_text(section: str, text: str) -> str:
-    """What gets embedded: the heading gives a passage the context its words lack."""
-    if section and not text.startswith(section):
-        return f"{section}\n{text}"
-    return text
+def embedding_text(section: str, text: str, title: str = "") -> str:
+    """What gets embedded: the document title and heading give a passage the context its words
+    lack ("Regulation O", "§ 215.2 Definitions")."""
+    context = [part for part in (title, section) if part and not text.startswith(part)]
+    return "\n".join([*context, text])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +257,7 @@ def ingest_document(document_id: int) -> Document:
         pages = read_pdf_pages(Path(document.file.path))
         _set_progress(document_id, 10, f"Read {len(pages)} pages; cutting passages")
         drafts = chunk_pages(pages)
-        vectors = _embed_with_progress(document_id, [embedding_text(d.section, d.text) for d in drafts])
+        vectors = _embed_with_progress(document_id, [embedding_text(d.section, d.text, document.title) for d in drafts])
         with transaction.atomic():
             _remove_chunks(document)
             Page.objects.bulk_create(Page(document=document, number=p.number, text=p.text) for p in pages)

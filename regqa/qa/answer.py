@@ -96,6 +96,18 @@ def get_llm():
         return _llm
 
 
+def warm_up() -> None:
+    """Load the embedder, the index and the local model before the first question needs them."""
+    from regqa.documents import embed, index
+
+    embed.embed_query("warm-up")
+    index.get_index().current()
+    try:
+        get_llm()
+    except ModelUnavailable as exc:
+        log.error("%s", exc)  # questions will say so too; the rest of the app still works
+
+
 # ---------------------------------------------------------------------------------------------
 # Prompt and output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.core.files import File
@@ -13,7 +14,10 @@ from regqa.documents.models import Document
 
 
 class Command(BaseCommand):
-    help = "Add PDFs (files or directories) to the library. Same file twice (by SHA-256) is skipped."
+    help = (
+        "Add PDFs (files or directories) to the library. Same file twice (by SHA-256) is skipped. "
+        "A titles.json next to the PDFs ({file name: title}) supplies readable titles."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", type=Path)
@@ -29,6 +33,8 @@ class Command(BaseCommand):
             else:
                 raise CommandError(f"{path} does not exist")
         for path in files:
+            titles_file = path.parent / "titles.json"
+            titles = json.loads(titles_file.read_text()) if titles_file.exists() else {}
             with path.open("rb") as fh:
                 try:
                     sha256 = ingest.check_upload(fh, path.stat().st_size)
@@ -41,7 +47,10 @@ class Command(BaseCommand):
                     continue
                 with transaction.atomic():
                     document = Document(
-                        title=path.stem, original_name=path.name, sha256=sha256, size_bytes=path.stat().st_size
+                        title=titles.get(path.name, path.stem),
+                        original_name=path.name,
+                        sha256=sha256,
+                        size_bytes=path.stat().st_size,
                     )
                     document.file.save(path.name, File(fh), save=True)
                     if not now:

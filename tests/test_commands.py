@@ -1,0 +1,46 @@
+import io
+import json
+
+import pytest
+from django.contrib.auth import authenticate, get_user_model
+from django.core.management import call_command
+
+from regqa.documents.models import Document
+
+from .conftest import make_pdf
+
+
+@pytest.mark.django_db
+def test_ingest_pdfs_uses_titles_and_is_idempotent(tmp_path, fake_embedder):
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(make_pdf(["§ 1.1 Scope.\nRule one applies to member banks."]))
+    (folder / "b.pdf").write_bytes(make_pdf(["§ 2.1 Scope.\nRule two applies to branches."]))
+    (folder / "notes.pdf").write_bytes(b"not really a pdf")
+    (folder / "titles.json").write_text(json.dumps({"a.pdf": "Rulebook A"}))
+    out, err = io.StringIO(), io.StringIO()
+    call_command("ingest_pdfs", str(folder), "--now", stdout=out, stderr=err)
+    assert sorted(Document.objects.values_list("title", "status")) == [("Rulebook A", "ready"), ("b", "ready")]
+    assert "notes.pdf: This is not a PDF" in err.getvalue()
+    out = io.StringIO()
+    call_command("ingest_pdfs", str(folder), "--now", stdout=out, stderr=io.StringIO())
+    assert Document.objects.count() == 2
+    assert "a.pdf: already in the library" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_bootstrap_creates_roles_and_demo_users_with_a_stable_password(settings):
+    out = io.StringIO()
+    call_command("bootstrap", "--demo-users", stdout=out)
+    password = (settings.DATA_DIR / "demo-password.txt").read_text().strip()
+    call_command("bootstrap", "--demo-users", stdout=io.StringIO())  # second run changes nothing
+    assert f"password: {password}" in out.getvalue()
+    users = get_user_model().objects.order_by("username")
+    assert [(u.username, [g.name for g in u.groups.all()]) for u in users] == [
+        ("admin", ["Admins"]),
+        ("analyst", ["Analysts"]),
+        ("auditor", ["Auditors"]),
+    ]
+    assert authenticate(username="analyst", password=password) is not None
+    analyst = users.get(username="analyst")
+    assert analyst.has_perm("qa.ask_question") and not analyst.has_perm("documents.manage_documents")
