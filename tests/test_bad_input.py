@@ -124,4 +124,5 @@ def test_empty_question_gets_a_message_and_stores_nothing(client_for, question):
     response = client.post(reverse("ask"), {"question": question}, headers={"HX-Request": "true"})
     body = response.content.decode()
     assert "Please type a question" in body
+    assert response["HX-Retarget"] == "#ask-form" and response["HX-Reswap"] == "outerHTML"
     assert Answer.objects.count() == 0

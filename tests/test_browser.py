@@ -54,6 +54,12 @@ def test_analyst_logs_in_asks_and_sees_a_cited_answer(live_server, users, browse
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/ask/")
 
+    # a blank question gets a message in place, and nothing is stored
+    page.fill("#id_question", "   ")
+    page.click("#ask-form button")
+    page.wait_for_selector("#ask-form .error")
+    assert "Please type a question" in page.inner_text("#ask-form .error")
+
     page.fill("#id_question", "Under Regulation O, what kinds of business entity count as a company?")
     page.click("#ask-form button")
     page.wait_for_selector("ol.passages li", timeout=30_000)  # passages appear before the answer

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import reswap, retarget
 
 from . import answer as answering
 from .forms import AskForm
@@ -34,8 +35,11 @@ def ask(request: HttpRequest) -> HttpResponse:
         return render(request, "qa/ask.html", {"form": AskForm()})
     form = AskForm(request.POST)
     if not form.is_valid():
-        template = "qa/ask.html#form" if request.htmx else "qa/ask.html"
-        return render(request, template, {"form": form}, status=422)
+        if not request.htmx:
+            return render(request, "qa/ask.html", {"form": form}, status=422)
+        # Show the errors in place of the form, not in the result area the form targets.
+        response = render(request, "qa/ask.html#form", {"form": form}, status=422)
+        return reswap(retarget(response, "#ask-form"), "outerHTML")
     answer = answering.start_answer(request.user, form.cleaned_data["question"])
     if not request.htmx:
         return redirect("answer_detail", pk=answer.pk)
