@@ -26,7 +26,7 @@ from .retrieve import is_covered, retrieve
 log = logging.getLogger("regqa.answer")
 
 NOT_COVERED_MESSAGE = "The documents in the library do not cover this question, so RegQA will not guess an answer."
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 SYSTEM_PROMPT = (
     "You are RegQA, an assistant for compliance analysts. You answer questions about financial "
@@ -137,7 +137,7 @@ def build_messages(question: str, passages: list[dict]) -> list[dict[str, str]]:
 def parse_citations(text: str, passage_count: int) -> list[dict]:
     """Every cited passage number in order of first use, and whether it names a real passage."""
     seen: list[int] = []
-    for match in _CITATION.finditer(text):
+    for match in CITATION.finditer(text):
         for number in match.group(1).split(","):
             n = int(number)
             if n not in seen:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from django import template
 from django.urls import reverse
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from regqa.qa.answer import CITATION
+
 register = template.Library()
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
 def passage_url(passage: dict) -> str:
@@ -45,7 +44,7 @@ def cited(answer) -> SafeString:
     parts = []
     last = 0
     text = answer.answer_text
-    for match in _CITATION.finditer(text):
+    for match in CITATION.finditer(text):
         parts.append(escape(text[last : match.start()]))
         parts.append("".join(link(n.strip()) for n in match.group(1).split(",")))
         last = match.end()
