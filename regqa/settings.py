@@ -87,7 +87,14 @@ EMBEDDING_BATCH_SIZE = env_int("REGQA_EMBEDDING_BATCH", 32, minimum=1)
 # Retrieval and answering.
 RETRIEVE_TOP_K = env_int("REGQA_TOP_K", 5, minimum=1)
 CONTEXT_PASSAGES = env_int("REGQA_CONTEXT_PASSAGES", 3, minimum=1)
-# Below this cosine similarity the best passage is taken as "the corpus does not cover it".
+# Retrieval: "hybrid" (dense + BM25, fused by rank), "dense" or "bm25".
+RETRIEVAL_MODE = env_str("REGQA_RETRIEVAL_MODE", "hybrid")
+if RETRIEVAL_MODE not in ("hybrid", "dense", "bm25"):
+    raise ImproperlyConfigured(f"REGQA_RETRIEVAL_MODE must be hybrid, dense or bm25, not {RETRIEVAL_MODE!r}")
+RETRIEVAL_CANDIDATES = env_int("REGQA_RETRIEVAL_CANDIDATES", 50, minimum=1)
+FUSION_DENSE_WEIGHT = env_float("REGQA_FUSION_DENSE_WEIGHT", 1.0)
+FUSION_LEXICAL_WEIGHT = env_float("REGQA_FUSION_LEXICAL_WEIGHT", 1.0)
+# If no retrieved passage reaches this cosine similarity, the question is taken as "the corpus does not cover it".
 MIN_RELEVANCE = env_float("REGQA_MIN_RELEVANCE", 0.30)
 CHUNK_WORDS = env_int("REGQA_CHUNK_WORDS", 150, minimum=20)
 CHUNK_OVERLAP_WORDS = env_int("REGQA_CHUNK_OVERLAP", 30, minimum=0)

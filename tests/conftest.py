@@ -7,7 +7,7 @@ import pytest
 from pypdf import PdfWriter
 
 from regqa import roles
-from regqa.documents import embed, index
+from regqa.documents import embed, index, lexical
 from regqa.qa import answer as answering
 
 from .factories import UserFactory
@@ -24,8 +24,10 @@ def data_dir(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "uploads"
     settings.INDEX_DIR = tmp_path / "index"
     index.get_index.cache_clear()
+    lexical.get_lexical_index.cache_clear()
     yield tmp_path
     index.get_index.cache_clear()
+    lexical.get_lexical_index.cache_clear()
 
 
 @pytest.fixture

@@ -1,13 +1,23 @@
-"""Find the passages that best match a question."""
+"""Find the passages that best match a question: dense + BM25, fused by rank.
+
+Dense retrieval (all-MiniLM-L6-v2 + FAISS) finds paraphrases; BM25 finds the exact words of
+regulation (rule numbers, defined terms). Each proposes candidates; weighted reciprocal rank
+fusion merges the two lists. Every passage keeps its dense cosine similarity as `score`, which
+is what the "does the corpus cover this?" check and the UI use.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from django.conf import settings
 
-from regqa.documents import embed, index
+from regqa.documents import embed, index, lexical
 from regqa.documents.models import Chunk, Document
+
+MODES = ("hybrid", "dense", "bm25")
+RRF_K = 60  # the usual constant of reciprocal rank fusion
 
 
 @dataclass
@@ -26,20 +36,40 @@ class Passage:
         return asdict(self)
 
 
-def retrieve(question: str, k: int | None = None) -> list[Passage]:
-    """Dense retrieval over ready documents, best first.
+def fuse(rankings: list[list[int]], weights: list[float]) -> list[int]:
+    """Weighted reciprocal rank fusion: sum of weight / (RRF_K + rank) over the lists."""
+    scores: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for rank, chunk_id in enumerate(ranking, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank)
+    return sorted(scores, key=lambda chunk_id: -scores[chunk_id])
 
-    Ids in the index without a live chunk (a document deleted meanwhile) are skipped, so the
-    index being momentarily ahead of the database never shows a dead passage.
+
+def retrieve(question: str, k: int | None = None, mode: str | None = None) -> list[Passage]:
+    """The best k passages of ready documents, best first.
+
+    Ids without a live chunk (a document deleted a moment ago) are skipped, so the indexes being
+    briefly ahead of the database never shows a dead passage.
     """
     k = k or settings.RETRIEVE_TOP_K
-    hits = index.get_index().search(embed.embed_query(question), k * 2)
-    chunks = Chunk.objects.select_related("document").in_bulk([chunk_id for chunk_id, _ in hits])
+    mode = mode or settings.RETRIEVAL_MODE
+    n = max(settings.RETRIEVAL_CANDIDATES, k)
+    query = embed.embed_query(question)
+    rankings, weights = [], []
+    if mode in ("hybrid", "dense"):
+        rankings.append([chunk_id for chunk_id, _ in index.get_index().search(query, n)])
+        weights.append(settings.FUSION_DENSE_WEIGHT)
+    if mode in ("hybrid", "bm25"):
+        rankings.append([chunk_id for chunk_id, _ in lexical.get_lexical_index().search(question, n)])
+        weights.append(settings.FUSION_LEXICAL_WEIGHT)
+    ranked = fuse(rankings, weights)[: k * 2]
+    chunks = Chunk.objects.select_related("document").in_bulk(ranked)
     passages = []
-    for chunk_id, score in hits:
+    for chunk_id in ranked:
         chunk = chunks.get(chunk_id)
         if chunk is None or chunk.document.status != Document.Status.READY:
             continue
+        similarity = float(np.frombuffer(chunk.embedding, dtype="float32") @ query) if chunk.embedding else 0.0
         passages.append(
             Passage(
                 chunk_id=chunk.pk,
@@ -49,7 +79,7 @@ def retrieve(question: str, k: int | None = None) -> list[Passage]:
                 page_start=chunk.page_start,
                 page_end=chunk.page_end,
                 text=chunk.text,
-                score=round(score, 4),
+                score=round(similarity, 4),
                 external_id=chunk.external_id,
             )
         )
@@ -59,5 +89,5 @@ def retrieve(question: str, k: int | None = None) -> list[Passage]:
 
 
 def is_covered(passages: list[Passage]) -> bool:
-    """Whether the best passage is close enough to the question to be worth answering from."""
-    return bool(passages) and passages[0].score >= settings.MIN_RELEVANCE
+    """Whether some passage is close enough to the question to be worth answering from."""
+    return any(p.score >= settings.MIN_RELEVANCE for p in passages)

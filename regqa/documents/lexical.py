@@ -1,0 +1,67 @@
+"""BM25 over the passages of ready documents (bm25s), the lexical half of hybrid retrieval.
+
+Exact words matter in regulation: rule numbers, defined terms, "Regulation O". Dense vectors
+blur them; BM25 does not. The BM25 index is built in memory from the database (about a second
+per 10,000 passages) and rebuilt whenever the FAISS index file changes, which happens on every
+addition or removal of passages, so both halves always cover the same passages.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+
+import bm25s
+import Stemmer
+
+from . import index
+from .ingest import embedding_text
+from .models import Chunk, Document
+
+_stemmer = Stemmer.Stemmer("english")
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer, return_ids=False, show_progress=False)
+
+
+class LexicalIndex:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version = object()
+        self._bm25: bm25s.BM25 | None = None
+        self._ids: list[int] = []
+
+    def _build(self) -> None:
+        rows = list(
+            Chunk.objects.filter(document__status=Document.Status.READY).values_list(
+                "pk", "text", "section", "document__title"
+            )
+        )
+        self._ids = [pk for pk, *_ in rows]
+        if not rows:
+            self._bm25 = None
+            return
+        bm25 = bm25s.BM25()
+        bm25.index(tokenize([embedding_text(s, t, title) for _, t, s, title in rows]), show_progress=False)
+        self._bm25 = bm25
+
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        with self._lock:
+            version = index.get_index().version()
+            if version != self._version:
+                self._build()
+                self._version = version
+            bm25, ids = self._bm25, self._ids
+        if bm25 is None:
+            return []
+        tokens = tokenize([query])
+        if not tokens[0]:
+            return []
+        found, scores = bm25.retrieve(tokens, k=min(k, len(ids)), show_progress=False, n_threads=1)
+        return [(ids[int(i)], float(s)) for i, s in zip(found[0], scores[0], strict=True) if s > 0]
+
+
+@cache
+def get_lexical_index() -> LexicalIndex:
+    return LexicalIndex()
