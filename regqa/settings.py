@@ -102,6 +102,9 @@ CHUNK_OVERLAP_WORDS = env_int("REGQA_CHUNK_OVERLAP", 30, minimum=0)
 if CHUNK_OVERLAP_WORDS >= CHUNK_WORDS:
     raise ImproperlyConfigured("REGQA_CHUNK_OVERLAP must be smaller than REGQA_CHUNK_WORDS")
 
+# Audit trail: database triggers refuse UPDATE/DELETE on audit events (on by default).
+AUDIT_DB_TRIGGERS = env_bool("REGQA_AUDIT_DB_TRIGGERS", True)
+
 # Uploads.
 MAX_UPLOAD_MB = env_int("REGQA_MAX_UPLOAD_MB", 50, minimum=1)
 MAX_PDF_PAGES = env_int("REGQA_MAX_PDF_PAGES", 2000, minimum=1)

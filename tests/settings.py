@@ -8,3 +8,7 @@ from regqa.settings import *  # noqa: E402,F403
 
 # Fast password hashing: tests create users constantly.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Transactional tests empty every table at teardown, which the audit triggers refuse;
+# tests/test_audit.py installs the triggers itself to test them.
+AUDIT_DB_TRIGGERS = False

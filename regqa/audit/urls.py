@@ -6,4 +6,5 @@ urlpatterns = [
     path("", views.answer_log, name="answer_log"),
     path("answers/<int:pk>/", views.log_entry, name="log_entry"),
     path("export.csv", views.export_csv, name="answer_log_csv"),
+    path("trail/", views.trail, name="audit_trail"),
 ]

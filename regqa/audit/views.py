@@ -14,6 +14,9 @@ from django.views.decorators.http import require_GET
 
 from regqa.qa.models import Answer
 
+from . import log as audit_log
+from .models import AuditEvent
+
 can_audit = permission_required("qa.view_answer_log", raise_exception=True)
 
 
@@ -82,6 +85,16 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
                 ]
             )
 
+    audit_log.record("log.exported", "Answer log exported as CSV", user=request.user, data={"format": "csv"})
     response = StreamingHttpResponse(rows(), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="regqa-answer-log.csv"'
     return response
+
+
+@require_GET
+@can_audit
+def trail(request: HttpRequest) -> HttpResponse:
+    """Every audit event, newest first; ?verify=1 also walks the hash chain."""
+    page = Paginator(AuditEvent.objects.all(), 50).get_page(request.GET.get("page"))
+    verification = audit_log.verify() if request.GET.get("verify") else None
+    return render(request, "audit/trail.html", {"page": page, "verification": verification})

@@ -132,6 +132,9 @@ def import_group(
             ingested_at=timezone.now(),
         )
     document.refresh_from_db()
+    from regqa.audit.log import record_document
+
+    record_document("document.uploaded", document, user=user, actor="manage.py import_passages")
     return document, True
 
 

@@ -10,6 +10,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from regqa.audit import log as audit_log
+
 from . import ingest, tasks
 from .forms import UploadForm
 from .models import Chunk, Document, Page
@@ -66,6 +68,7 @@ def upload(request: HttpRequest) -> HttpResponse:
                         uploaded_by=request.user,
                     )
                     transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))
+                    audit_log.record_document("document.uploaded", document, user=request.user)
                 messages.success(request, f"“{document.title}” was uploaded and is being ingested.")
                 return redirect("library")
     return render(request, "documents/library.html", _library_context(form), status=422)
@@ -76,6 +79,7 @@ def upload(request: HttpRequest) -> HttpResponse:
 def retry(request: HttpRequest, pk: int) -> HttpResponse:
     document = get_object_or_404(Document, pk=pk, status=Document.Status.FAILED)
     Document.objects.filter(pk=pk).update(status=Document.Status.QUEUED, status_detail="", progress=0)
+    audit_log.record_document("document.retried", document, user=request.user)
     transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))
     return redirect("library")
 
@@ -84,7 +88,9 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
 @can_manage
 def delete(request: HttpRequest, pk: int) -> HttpResponse:
     document = get_object_or_404(Document, pk=pk)
-    ingest.delete_document(document)
+    with transaction.atomic():
+        audit_log.record_document("document.deleted", document, user=request.user)
+        ingest.delete_document(document)
     messages.success(request, f"“{document.title}” was deleted and removed from the index.")
     return redirect("library")
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from regqa.audit import log as audit_log
+
 from .models import Answer
 from .retrieve import is_covered, retrieve
 
@@ -232,6 +234,8 @@ def start_answer(user, question: str) -> Answer:
         answer.answer_text = NOT_COVERED_MESSAGE
         answer.total_ms = answer.retrieval_ms
     answer.save()
+    if answer.is_final:
+        audit_log.record_answer(answer)
     return answer
 
 
@@ -247,6 +251,7 @@ def stream_answer(answer: Answer) -> Iterator[tuple[str, str]]:
     answer.status = Answer.Status.STREAMING
     answer.model_name = model_name()
     sent = [p for p in answer.passages if p.get("sent_to_model")]
+    messages = build_messages(answer.question, sent)
     pieces: list[str] = []  # answer text as shown
     raw: list[str] = []  # the model's JSON
     started = time.perf_counter()
@@ -259,7 +264,7 @@ def stream_answer(answer: Answer) -> Iterator[tuple[str, str]]:
             yield "status", "Writing the answer..."
             llm = get_llm()
             stream = llm.create_chat_completion(
-                messages=build_messages(answer.question, sent),
+                messages=messages,
                 max_tokens=settings.LLM_MAX_ANSWER_TOKENS,
                 temperature=0.0,
                 stream=True,
@@ -303,6 +308,7 @@ def stream_answer(answer: Answer) -> Iterator[tuple[str, str]]:
     finally:
         answer.total_ms = round(retrieval_ms + (time.perf_counter() - started) * 1000, 1)
         answer.save()
+        audit_log.record_answer(answer, prompt=messages)
 
 
 def answer_question(user, question: str) -> Answer:

@@ -9,6 +9,7 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from regqa.audit import log as audit_log
 from regqa.documents import ingest, tasks
 from regqa.documents.models import Document
 
@@ -53,6 +54,7 @@ class Command(BaseCommand):
                         size_bytes=path.stat().st_size,
                     )
                     document.file.save(path.name, File(fh), save=True)
+                    audit_log.record_document("document.uploaded", document, actor="manage.py ingest_pdfs")
                     if not now:
                         transaction.on_commit(lambda pk=document.pk: tasks.ingest_document.enqueue(pk))
             if now:

@@ -1,0 +1,118 @@
+"""Write and verify the audit trail (a SHA-256 hash chain over AuditEvent rows)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from regqa.roles import role_of
+
+from .models import AuditEvent
+
+GENESIS = "0" * 64
+
+
+def canonical(event: AuditEvent) -> bytes:
+    """The bytes an entry's hash covers: every field but the hash, sorted, compact, UTF-8."""
+    body = {
+        "seq": event.seq,
+        "created_at": event.created_at.isoformat(),
+        "kind": event.kind,
+        "actor": event.actor,
+        "role": event.role,
+        "summary": event.summary,
+        "data": event.data,
+        "prev_hash": event.prev_hash,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def compute_hash(event: AuditEvent) -> str:
+    return hashlib.sha256(canonical(event)).hexdigest()
+
+
+def record(kind: str, summary: str, *, user=None, actor: str = "", data: dict | None = None) -> AuditEvent:
+    """Append one event. Writers are serialised (row lock on the last entry; SQLite's
+    IMMEDIATE transactions serialise them anyway), so the chain never forks."""
+    with transaction.atomic():
+        last = AuditEvent.objects.select_for_update().order_by("-seq").only("seq", "hash").first()
+        event = AuditEvent(
+            seq=(last.seq + 1) if last else 1,
+            created_at=timezone.now(),
+            kind=kind,
+            actor=(user.get_username() if user is not None and user.is_authenticated else actor)[:150],
+            role=role_of(user)[:100] if user is not None else "",
+            summary=summary[:500],
+            data=json.loads(json.dumps(data or {}, default=str)),  # exactly what the database returns
+            prev_hash=last.hash if last else GENESIS,
+        )
+        event.hash = compute_hash(event)
+        event.save()
+    return event
+
+
+@dataclass
+class Verification:
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    reason: str = ""
+    last_hash: str = GENESIS
+
+
+def verify() -> Verification:
+    """Walk the chain in order; report the first entry that is missing, altered or re-linked."""
+    previous_hash, expected_seq, checked = GENESIS, 1, 0
+    for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
+        if event.seq != expected_seq:
+            return Verification(False, checked, expected_seq, f"entry #{expected_seq} is missing", previous_hash)
+        if event.prev_hash != previous_hash:
+            return Verification(False, checked, event.seq, f"entry #{event.seq} does not link to the entry before it")
+        if compute_hash(event) != event.hash:
+            return Verification(False, checked, event.seq, f"entry #{event.seq} was changed after it was written")
+        previous_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
+    return Verification(True, checked, last_hash=previous_hash)
+
+
+def record_answer(answer, prompt: list[dict] | None = None) -> AuditEvent:
+    """The full record of one answer: question, passages as they were, prompt, result."""
+    return record(
+        "answer",
+        f"{answer.get_status_display()}: {answer.question[:200]}",
+        user=answer.user,
+        data={
+            "answer_id": answer.pk,
+            "question": answer.question,
+            "status": answer.status,
+            "answer": answer.answer_text,
+            "citations": answer.citations,
+            "passages": answer.passages,
+            "model": answer.model_name,
+            "prompt": prompt,
+            "retrieval_ms": answer.retrieval_ms,
+            "first_token_ms": answer.first_token_ms,
+            "total_ms": answer.total_ms,
+            "error": answer.error,
+        },
+    )
+
+
+def record_document(kind: str, document, user=None, actor: str = "") -> AuditEvent:
+    return record(
+        kind,
+        f"{kind.split('.')[-1].capitalize()}: {document.title}",
+        user=user,
+        actor=actor,
+        data={
+            "document_id": document.pk,
+            "title": document.title,
+            "file": document.original_name,
+            "sha256": document.sha256,
+            "size_bytes": document.size_bytes,
+            "chunks": document.chunk_count,
+        },
+    )

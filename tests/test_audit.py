@@ -1,0 +1,120 @@
+"""The audit trail: every event type recorded, append-only, tamper-evident."""
+
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
+
+from regqa.audit import log
+from regqa.audit.models import AppendOnlyError, AuditEvent
+
+from .conftest import make_pdf
+from .test_ask_flow import ask, rulebook, sse_events  # noqa: F401  (rulebook is a fixture)
+
+
+@pytest.mark.django_db
+def test_chain_links_every_entry_and_verifies(users):
+    first = log.record("test.event", "first", user=users["admin"], data={"n": 1, "text": "é"})
+    second = log.record("test.event", "second", actor="system")
+    assert first.seq == 1 and first.prev_hash == log.GENESIS
+    assert second.seq == 2 and second.prev_hash == first.hash
+    assert first.actor == "admin" and first.role == "Admins"
+    result = log.verify()
+    assert result.ok and result.checked == 2 and result.last_hash == second.hash
+
+
+@pytest.mark.django_db
+def test_edits_and_deletes_are_refused_by_the_app(users):
+    event = log.record("test.event", "original")
+    event.summary = "changed"
+    with pytest.raises(AppendOnlyError):
+        event.save()
+    with pytest.raises(AppendOnlyError):
+        event.delete()
+    with pytest.raises(AppendOnlyError):
+        AuditEvent.objects.filter(pk=event.pk).update(summary="changed")
+    with pytest.raises(AppendOnlyError):
+        AuditEvent.objects.all().delete()
+    assert AuditEvent.objects.get().summary == "original"
+
+
+@pytest.mark.django_db
+def test_database_triggers_refuse_raw_sql_changes():
+    from importlib import import_module
+
+    migration = import_module("regqa.audit.migrations.0002_append_only_triggers")
+    with connection.cursor() as cur:
+        migration.install(cur.execute, connection.vendor)  # rolled back with the test
+    event = log.record("test.event", "original")
+    for sql in ("UPDATE audit_auditevent SET summary = 'x'", "DELETE FROM audit_auditevent"):
+        with pytest.raises(IntegrityError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
+            cur.execute(sql)
+    assert AuditEvent.objects.get(pk=event.pk).summary == "original"
+
+
+@pytest.mark.django_db
+def test_verify_names_the_tampered_entry_and_a_missing_one():
+    for n in range(5):
+        log.record("test.event", f"event {n}", data={"n": n})
+    with connection.cursor() as cur:  # an attacker with database access (no triggers here)
+        cur.execute("UPDATE audit_auditevent SET summary = 'rewritten' WHERE seq = 3")
+    result = log.verify()
+    assert not result.ok and result.broken_seq == 3 and "changed" in result.reason
+    with pytest.raises(CommandError, match="entry #3 was changed"):
+        call_command("audit", "verify", stdout=io.StringIO())
+
+    with connection.cursor() as cur:
+        cur.execute("UPDATE audit_auditevent SET summary = 'event 2' WHERE seq = 3")
+        cur.execute("DELETE FROM audit_auditevent WHERE seq = 4")
+    result = log.verify()
+    assert result.broken_seq == 4 and "missing" in result.reason
+
+
+@pytest.mark.django_db
+def test_answers_are_recorded_with_passages_and_prompt(client_for, rulebook, fake_llm):  # noqa: F811
+    client = client_for("analyst")
+    ask(client, "What does company mean in the definitions?")
+    answer_id = client.get(reverse("history")).context["answers"][0].pk
+    sse_events(client.get(reverse("answer_stream", args=[answer_id])))
+    event = AuditEvent.objects.filter(kind="answer").get()
+    assert event.actor == "analyst" and event.role == "Analysts"
+    assert event.data["answer_id"] == answer_id and event.data["status"] == "answered"
+    assert event.data["passages"][0]["text"].startswith("§ 215.2 Definitions")
+    assert event.data["prompt"][1]["content"].startswith("Passages:")
+    assert event.data["model"] == "fake-model.gguf"
+    assert log.verify().ok
+
+
+@pytest.mark.django_db
+def test_uploads_deletes_exports_and_failed_logins_are_recorded(client, client_for, fake_embedder):
+    admin = client_for("admin")
+    admin.post(reverse("upload"), {"file": SimpleUploadedFile("rule.pdf", make_pdf(["§ 1 Scope.\nA rule."]))})
+    from regqa.documents.models import Document
+
+    document = Document.objects.get()
+    admin.post(reverse("document_delete", args=[document.pk]))
+    auditor = client_for("auditor")
+    b"".join(auditor.get(reverse("answer_log_csv")).streaming_content)
+    client.logout()
+    client.post(reverse("login"), {"username": "analyst", "password": "wrong"})
+    kinds = list(AuditEvent.objects.order_by("seq").values_list("kind", "actor"))
+    assert kinds == [
+        ("document.uploaded", "admin"),
+        ("document.deleted", "admin"),
+        ("log.exported", "auditor"),
+        ("login.failed", "analyst"),
+    ]
+    assert AuditEvent.objects.get(kind="document.deleted").data["sha256"] == document.sha256
+    assert log.verify().ok
+
+
+@pytest.mark.django_db
+def test_only_auditors_see_the_trail_and_it_shows_the_chain_state(client_for):
+    log.record("test.event", "something happened")
+    assert client_for("analyst").get(reverse("audit_trail")).status_code == 403
+    page = client_for("auditor").get(reverse("audit_trail") + "?verify=1").content.decode()
+    assert "Chain intact: 1 entries verified" in page and "something happened" in page
