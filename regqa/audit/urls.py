@@ -7,4 +7,5 @@ urlpatterns = [
     path("answers/<int:pk>/", views.log_entry, name="log_entry"),
     path("export.csv", views.export_csv, name="answer_log_csv"),
     path("trail/", views.trail, name="audit_trail"),
+    path("trail/export.<str:fmt>", views.export_trail, name="audit_export"),
 ]

@@ -5,15 +5,20 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from datetime import datetime
 
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import BadRequest
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET
 
 from regqa.qa.models import Answer
 
+from . import export
 from . import log as audit_log
 from .models import AuditEvent
 
@@ -94,7 +99,64 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
 @require_GET
 @can_audit
 def trail(request: HttpRequest) -> HttpResponse:
-    """Every audit event, newest first; ?verify=1 also walks the hash chain."""
-    page = Paginator(AuditEvent.objects.all(), 50).get_page(request.GET.get("page"))
+    """Audit events matching the filter, newest first; ?verify=1 also walks the hash chain."""
+    args = _export_args(request)
+    qs, _ = export.filtered(**args)
+    page = Paginator(qs.order_by("-seq"), 50).get_page(request.GET.get("page"))
     verification = audit_log.verify() if request.GET.get("verify") else None
-    return render(request, "audit/trail.html", {"page": page, "verification": verification})
+    query = request.GET.copy()
+    query.pop("page", None)
+    query.pop("verify", None)
+    kinds = AuditEvent.objects.order_by("kind").values_list("kind", flat=True).distinct()
+    return render(
+        request,
+        "audit/trail.html",
+        {"page": page, "verification": verification, "query": query.urlencode(), "kinds": kinds, "args": request.GET},
+    )
+
+
+def _export_args(request: HttpRequest) -> dict:
+    def when(name: str):
+        value = request.GET.get(name, "")
+        if not value:
+            return None
+        parsed = parse_datetime(value) or (
+            datetime.combine(parse_date(value), datetime.min.time()) if parse_date(value) else None
+        )
+        if parsed is None:
+            raise BadRequest(f"{name} must be a date (YYYY-MM-DD) or a date and time")
+        return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+
+    return {
+        "since": when("since"),
+        "until": when("until"),
+        "actor": request.GET.get("actor", ""),
+        "kind": request.GET.get("kind", ""),
+        "text": request.GET.get("q", ""),
+    }
+
+
+@require_GET
+@permission_required("qa.export_answer_log", raise_exception=True)
+def export_trail(request: HttpRequest, fmt: str) -> HttpResponse:
+    """The filtered trail as JSON Lines (manifest first) or CSV (manifest: ?manifest=1)."""
+    if fmt not in ("jsonl", "csv"):
+        raise Http404("Export formats: jsonl, csv")
+    qs, filters = export.filtered(**_export_args(request))
+    head = export.manifest(qs, filters, request.user.get_username(), fmt)
+    audit_log.record(
+        "log.exported",
+        f"Audit trail exported as {fmt} ({head['count']} entries)",
+        user=request.user,
+        data={"manifest": head},
+    )
+    if request.GET.get("manifest"):
+        response = HttpResponse(json.dumps(head, indent=1), content_type="application/json")
+        response["Content-Disposition"] = 'attachment; filename="regqa-audit-manifest.json"'
+        return response
+    if fmt == "jsonl":
+        response = StreamingHttpResponse(export.jsonl(qs, head), content_type="application/x-ndjson")
+    else:
+        response = StreamingHttpResponse(export.csv_rows(qs), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="regqa-audit.{fmt}"'
+    return response

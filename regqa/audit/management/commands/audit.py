@@ -1,20 +1,72 @@
-"""Audit trail tools: `manage.py audit verify` walks the hash chain."""
+"""Audit trail tools: `audit verify` walks the hash chain; `audit export` writes the trail."""
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+import json
+import sys
+from pathlib import Path
 
-from regqa.audit.log import verify
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from regqa.audit import export
+from regqa.audit.log import record, verify
+
+
+def when(value: str | None):
+    if not value:
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None and parse_date(value):
+        parsed = timezone.datetime.combine(parse_date(value), timezone.datetime.min.time())
+    if parsed is None:
+        raise CommandError(f"{value!r} is not a date (YYYY-MM-DD) or date and time")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
 
 
 class Command(BaseCommand):
-    help = "Verify the audit trail's hash chain and report the first broken or missing entry."
+    help = "verify: check the hash chain. export: write entries (JSON Lines or CSV) and a manifest."
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["verify"])
+        parser.add_argument("action", choices=["verify", "export"])
+        parser.add_argument("--since", help="export: from this date/time")
+        parser.add_argument("--until", help="export: up to this date/time (default: now)")
+        parser.add_argument("--actor", default="", help="export: only this user")
+        parser.add_argument("--kind", default="", help="export: only this kind (answer, document.uploaded, ...)")
+        parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+        parser.add_argument(
+            "--output",
+            type=Path,
+            help="export: file to write (default: standard output); the manifest goes next to it as FILE.manifest.json",
+        )
 
     def handle(self, *args, action: str, **options):
-        result = verify()
-        if not result.ok:
-            raise CommandError(f"BROKEN after {result.checked} good entries: {result.reason}.")
-        self.stdout.write(f"OK: {result.checked} entries, chain intact; last hash {result.last_hash}")
+        if action == "verify":
+            result = verify()
+            if not result.ok:
+                raise CommandError(f"BROKEN after {result.checked} good entries: {result.reason}.")
+            self.stdout.write(f"OK: {result.checked} entries, chain intact; last hash {result.last_hash}")
+            return
+        qs, filters = export.filtered(
+            since=when(options["since"]), until=when(options["until"]), actor=options["actor"], kind=options["kind"]
+        )
+        fmt, output = options["format"], options["output"]
+        head = export.manifest(qs, filters, "manage.py audit export", fmt)
+        lines = export.jsonl(qs, head) if fmt == "jsonl" else export.csv_rows(qs)
+        out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        try:
+            for line in lines:
+                out.write(line)
+        finally:
+            if output:
+                out.close()
+        if output:
+            output.with_name(output.name + ".manifest.json").write_text(json.dumps(head, indent=1))
+            self.stderr.write(f"{head['count']} entries -> {output} (+ {output.name}.manifest.json)")
+        record(
+            "log.exported",
+            f"Audit trail exported as {fmt} ({head['count']} entries)",
+            actor="manage.py audit export",
+            data={"manifest": head},
+        )

@@ -1,0 +1,97 @@
+"""Export and verify a 100,000-entry audit trail; report entries/s and peak memory.
+
+    .venv/bin/python bench/audit_export.py [--entries 100000]
+
+Uses a throwaway SQLite database. Entries are answer-sized (question, five passage snapshots,
+prompt), chained exactly as `regqa.audit.log.record` chains them, written in bulk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=100_000)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    os.environ["REGQA_DATA_DIR"] = tempfile.mkdtemp(prefix="regqa-bench-audit-")
+    os.environ.setdefault("REGQA_SECRET_KEY", "bench-only")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "regqa.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from regqa.audit import export, log
+    from regqa.audit.models import AuditEvent
+
+    call_command("migrate", verbosity=0)
+    passage = {"document_title": "ADGM Rulebook", "page_start": 3, "score": 0.71, "text": "word " * 60}
+    started = time.perf_counter()
+    previous, batch = log.GENESIS, []
+    for seq in range(1, args.entries + 1):
+        event = AuditEvent(
+            seq=seq,
+            created_at=timezone.now(),
+            kind="answer",
+            actor=f"analyst{seq % 50}",
+            role="Analysts",
+            summary=f"Answered: question {seq}",
+            prev_hash=previous,
+            data={
+                "question": f"What does rule {seq} require?",
+                "passages": [passage] * 5,
+                "answer": "It requires capital [1].",
+                "prompt": [{"role": "user", "content": "x" * 1500}],
+            },
+        )
+        event.hash = previous = log.compute_hash(event)
+        batch.append(event)
+        if len(batch) == 5000:
+            AuditEvent.objects.bulk_create(batch)
+            batch = []
+    AuditEvent.objects.bulk_create(batch)
+    print(f"generated {args.entries} entries in {time.perf_counter() - started:.1f} s")
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    started = time.perf_counter()
+    qs, filters = export.filtered()
+    head = export.manifest(qs, filters, "bench", "jsonl")
+    size = 0
+    with open(os.devnull, "w") as sink:
+        for line in export.jsonl(qs, head):
+            size += len(line)
+            sink.write(line)
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        f"export jsonl: {head['count']} entries, {size / 1e6:.0f} MB in {seconds:.1f} s "
+        f"({head['count'] / seconds:,.0f} entries/s); peak Python allocations {peak / 1e6:.1f} MB; "
+        f"process peak RSS grew {max(0, rss_after - rss_before) / 1024:.0f} MB"
+    )
+    started = time.perf_counter()
+    result = log.verify()
+    seconds = time.perf_counter() - started
+    print(
+        f"verify: {'OK' if result.ok else result.reason}, {result.checked} entries in {seconds:.1f} s "
+        f"({result.checked / seconds:,.0f} entries/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
