@@ -18,13 +18,14 @@ from .test_ask_flow import ask, rulebook, sse_events  # noqa: F401  (rulebook is
 
 @pytest.mark.django_db
 def test_chain_links_every_entry_and_verifies(users):
+    before = AuditEvent.objects.count()  # creating the users was recorded too
     first = log.record("test.event", "first", user=users["admin"], data={"n": 1, "text": "é"})
     second = log.record("test.event", "second", actor="system")
-    assert first.seq == 1 and first.prev_hash == log.GENESIS
-    assert second.seq == 2 and second.prev_hash == first.hash
+    assert AuditEvent.objects.get(seq=1).prev_hash == log.GENESIS
+    assert first.seq == before + 1 and second.seq == before + 2 and second.prev_hash == first.hash
     assert first.actor == "admin" and first.role == "Admins"
     result = log.verify()
-    assert result.ok and result.checked == 2 and result.last_hash == second.hash
+    assert result.ok and result.checked == before + 2 and result.last_hash == second.hash
 
 
 @pytest.mark.django_db
@@ -39,7 +40,7 @@ def test_edits_and_deletes_are_refused_by_the_app(users):
         AuditEvent.objects.filter(pk=event.pk).update(summary="changed")
     with pytest.raises(AppendOnlyError):
         AuditEvent.objects.all().delete()
-    assert AuditEvent.objects.get().summary == "original"
+    assert AuditEvent.objects.get(pk=event.pk).summary == "original"
 
 
 @pytest.mark.django_db
@@ -101,7 +102,7 @@ def test_uploads_deletes_exports_and_failed_logins_are_recorded(client, client_f
     b"".join(auditor.get(reverse("answer_log_csv")).streaming_content)
     client.logout()
     client.post(reverse("login"), {"username": "analyst", "password": "wrong"})
-    kinds = list(AuditEvent.objects.order_by("seq").values_list("kind", "actor"))
+    kinds = list(AuditEvent.objects.exclude(kind__startswith="user.").order_by("seq").values_list("kind", "actor"))
     assert kinds == [
         ("document.uploaded", "admin"),
         ("document.deleted", "admin"),
@@ -117,7 +118,7 @@ def test_only_auditors_see_the_trail_and_it_shows_the_chain_state(client_for):
     log.record("test.event", "something happened")
     assert client_for("analyst").get(reverse("audit_trail")).status_code == 403
     page = client_for("auditor").get(reverse("audit_trail") + "?verify=1").content.decode()
-    assert "Chain intact: 1 entries verified" in page and "something happened" in page
+    assert f"Chain intact: {AuditEvent.objects.count()} entries verified" in page and "something happened" in page
 
 
 def _events(users):
@@ -134,14 +135,15 @@ def test_jsonl_export_has_a_manifest_that_matches_the_chain(client_for, users):
 
     _events(users)
     client = client_for("auditor")
-    response = client.get(reverse("audit_export", args=["jsonl"]), {"actor": "analyst"})
+    response = client.get(reverse("audit_export", args=["jsonl"]), {"actor": "analyst", "kind": "answer"})
     lines = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     head, entries = lines[0]["manifest"], lines[1:]
     assert head["count"] == 2 == len(entries)
     assert head["filter"]["actor"] == "analyst" and head["exported_by"] == "auditor"
-    assert [e["seq"] for e in entries] == [1, 3]
-    assert head["first"] == {"seq": 1, "hash": Event.objects.get(seq=1).hash}
-    assert head["last"] == {"seq": 3, "hash": Event.objects.get(seq=3).hash}
+    answers = list(Event.objects.filter(kind="answer").order_by("seq"))
+    assert [e["seq"] for e in entries] == [a.seq for a in answers]
+    assert head["first"] == {"seq": answers[0].seq, "hash": answers[0].hash}
+    assert head["last"] == {"seq": answers[1].seq, "hash": answers[1].hash}
     # every exported entry can be re-hashed by anyone, without the database
     for entry in entries:
         event = Event(**{k: v for k, v in entry.items() if k != "hash"})
@@ -161,7 +163,7 @@ def test_csv_export_filters_by_text_and_kind(client_for, users):
     response = client.get(reverse("audit_export", args=["csv"]), {"q": "liquidity", "kind": "answer"})
     rows = list(csv.reader(b"".join(response.streaming_content).decode().splitlines()))
     assert rows[0] == ["seq", "created_at", "kind", "actor", "role", "summary", "data", "prev_hash", "hash"]
-    assert len(rows) == 2 and rows[1][0] == "3"
+    assert len(rows) == 2 and rows[1][5] == "Answered: liquidity question"
     manifest = client.get(reverse("audit_export", args=["csv"]), {"q": "liquidity", "manifest": 1}).json()
     assert manifest["count"] == 1 and manifest["filter"]["text"] == "liquidity"
     assert client.get(reverse("audit_export", args=["xml"])).status_code == 404
@@ -175,10 +177,27 @@ def test_export_command_writes_entries_and_manifest(users, tmp_path):
 
     _events(users)
     out = tmp_path / "trail.jsonl"
-    call_command("audit", "export", "--format", "jsonl", "--output", str(out), stderr=io.StringIO())
+    call_command("audit", "export", "--kind", "answer", "--output", str(out), stderr=io.StringIO())
     lines = out.read_text().splitlines()
     manifest = json.loads((tmp_path / "trail.jsonl.manifest.json").read_text())
-    assert manifest["count"] == 3 == len(lines) - 1
+    assert manifest["count"] == 2 == len(lines) - 1
     assert json.loads(lines[-1])["hash"] == manifest["last"]["hash"]
     with pytest.raises(CommandError, match="not a date"):
         call_command("audit", "export", "--since", "soon")
+
+
+@pytest.mark.django_db
+def test_user_and_role_changes_are_recorded(users):
+    from django.contrib.auth.models import Group
+
+    analyst = users["analyst"]
+    analyst.groups.add(Group.objects.get(name="Auditors"))
+    analyst.is_active = False
+    analyst.save()
+    changes = AuditEvent.objects.filter(data__user="analyst").order_by("seq")
+    kinds = [e.kind for e in changes]
+    assert kinds[0] == "user.created" and "user.changed" in kinds
+    added = changes.filter(kind="user.roles_changed").last()
+    assert added.data == {"user": "analyst", "action": "add", "groups": ["Auditors"], "now": ["Analysts", "Auditors"]}
+    assert changes.last().data["active"] is False
+    assert log.verify().ok

@@ -52,6 +52,13 @@ def test_upload_ingest_ask_and_get_an_answer_citing_the_right_page(client_for, d
     assert 'class="cite"' in events[-1][1]
     assert answer.first_token_ms and answer.total_ms >= answer.first_token_ms
 
+    # the audit record names the exact model file and document version the answer came from
+    from regqa.audit.models import AuditEvent
+
+    event = AuditEvent.objects.get(kind="answer", data__answer_id=answer.pk)
+    assert event.data["model_sha256"] == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    assert event.data["passages"][0]["document_sha256"] == document.sha256
+
 
 def test_question_outside_the_corpus_is_declined(client_for):
     from django.core.files.base import ContentFile

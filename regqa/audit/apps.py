@@ -16,3 +16,48 @@ class AuditConfig(AppConfig):
             log.record("login.failed", f"Failed login for {username!r}", actor=username, data={"ip": ip})
 
         user_login_failed.connect(login_failed, dispatch_uid="regqa.audit.login_failed", weak=False)
+
+        # User and role changes, from the Django admin, the shell or a command alike.
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import m2m_changed, post_delete, post_save
+
+        User = get_user_model()
+
+        def user_saved(sender, instance, created, **kwargs):
+            kind = "user.created" if created else "user.changed"
+            log.record(
+                kind,
+                f"{kind.split('.')[1].capitalize()} user {instance.get_username()}",
+                actor="",
+                data={
+                    "user": instance.get_username(),
+                    "active": instance.is_active,
+                    "staff": instance.is_staff,
+                    "superuser": instance.is_superuser,
+                },
+            )
+
+        def user_deleted(sender, instance, **kwargs):
+            log.record(
+                "user.deleted", f"Deleted user {instance.get_username()}", data={"user": instance.get_username()}
+            )
+
+        def roles_changed(sender, instance, action, pk_set, **kwargs):
+            if action in ("post_add", "post_remove", "post_clear") and isinstance(instance, User):
+                from django.contrib.auth.models import Group
+
+                names = sorted(Group.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
+                log.record(
+                    "user.roles_changed",
+                    f"Roles of {instance.get_username()}: {action[5:]} {', '.join(names)}",
+                    data={
+                        "user": instance.get_username(),
+                        "action": action[5:],
+                        "groups": names,
+                        "now": sorted(instance.groups.values_list("name", flat=True)),
+                    },
+                )
+
+        post_save.connect(user_saved, sender=User, dispatch_uid="regqa.audit.user_saved", weak=False)
+        post_delete.connect(user_deleted, sender=User, dispatch_uid="regqa.audit.user_deleted", weak=False)
+        m2m_changed.connect(roles_changed, sender=User.groups.through, dispatch_uid="regqa.audit.roles", weak=False)

@@ -78,7 +78,7 @@ def verify() -> Verification:
     return Verification(True, checked, last_hash=previous_hash)
 
 
-def record_answer(answer, prompt: list[dict] | None = None) -> AuditEvent:
+def record_answer(answer, prompt: list[dict] | None = None, model_sha256: str = "") -> AuditEvent:
     """The full record of one answer: question, passages as they were, prompt, result."""
     return record(
         "answer",
@@ -92,6 +92,7 @@ def record_answer(answer, prompt: list[dict] | None = None) -> AuditEvent:
             "citations": answer.citations,
             "passages": answer.passages,
             "model": answer.model_name,
+            "model_sha256": model_sha256,
             "prompt": prompt,
             "retrieval_ms": answer.retrieval_ms,
             "first_token_ms": answer.first_token_ms,

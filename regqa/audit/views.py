@@ -160,3 +160,11 @@ def export_trail(request: HttpRequest, fmt: str) -> HttpResponse:
         response = StreamingHttpResponse(export.csv_rows(qs), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="regqa-audit.{fmt}"'
     return response
+
+
+@require_GET
+@can_audit
+def trail_entry(request: HttpRequest, seq: int) -> HttpResponse:
+    event = get_object_or_404(AuditEvent, seq=seq)
+    pretty = json.dumps(event.data, indent=2, ensure_ascii=False)
+    return render(request, "audit/trail_entry.html", {"event": event, "pretty": pretty})

@@ -10,6 +10,7 @@ instructions inside it are not to be followed, and puts the real instructions af
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -70,6 +71,21 @@ def model_name() -> str:
     return Path(settings.LLM_MODEL_PATH).name
 
 
+_model_hashes: dict[str, str] = {}
+
+
+def model_sha256() -> str:
+    """SHA-256 of the model file in use (computed once per process, about 1 s per GB)."""
+    path = str(settings.LLM_MODEL_PATH)
+    if path not in _model_hashes and Path(path).is_file():
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        _model_hashes[path] = digest.hexdigest()
+    return _model_hashes.get(path, "")
+
+
 def get_llm():
     global _llm
     with _load_lock:
@@ -106,6 +122,7 @@ def warm_up() -> None:
     index.get_index().current()
     try:
         get_llm()
+        model_sha256()
     except ModelUnavailable as exc:
         log.error("%s", exc)  # questions will say so too; the rest of the app still works
 
@@ -308,7 +325,7 @@ def stream_answer(answer: Answer) -> Iterator[tuple[str, str]]:
     finally:
         answer.total_ms = round(retrieval_ms + (time.perf_counter() - started) * 1000, 1)
         answer.save()
-        audit_log.record_answer(answer, prompt=messages)
+        audit_log.record_answer(answer, prompt=messages, model_sha256=model_sha256())
 
 
 def answer_question(user, question: str) -> Answer:

@@ -31,6 +31,7 @@ class Passage:
     text: str
     score: float
     external_id: str = ""
+    document_sha256: str = ""  # which version of the document the passage came from
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +82,7 @@ def retrieve(question: str, k: int | None = None, mode: str | None = None) -> li
                 text=chunk.text,
                 score=round(similarity, 4),
                 external_id=chunk.external_id,
+                document_sha256=chunk.document.sha256,
             )
         )
         if len(passages) == k:
