@@ -15,10 +15,24 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
+from .log import entry_fields
 from .models import AuditEvent
 
 CSV_COLUMNS = ["seq", "created_at", "kind", "actor", "role", "summary", "data", "prev_hash", "hash"]
+
+
+def parse_when(value: str | None) -> datetime | None:
+    """A date (YYYY-MM-DD, midnight) or date and time; naive values are in the site time zone."""
+    if not value:
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None and (day := parse_date(value)):
+        parsed = datetime.combine(day, datetime.min.time())
+    if parsed is None:
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD) or a date and time")
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
 
 
 def filtered(
@@ -64,17 +78,7 @@ def manifest(qs: QuerySet[AuditEvent], filters: dict, exported_by: str, fmt: str
 
 
 def as_dict(event: AuditEvent) -> dict:
-    return {
-        "seq": event.seq,
-        "created_at": event.created_at.isoformat(),
-        "kind": event.kind,
-        "actor": event.actor,
-        "role": event.role,
-        "summary": event.summary,
-        "data": event.data,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
+    return {**entry_fields(event), "hash": event.hash}
 
 
 def jsonl(qs: QuerySet[AuditEvent], head: dict) -> Iterator[str]:

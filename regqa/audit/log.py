@@ -16,9 +16,9 @@ from .models import AuditEvent
 GENESIS = "0" * 64
 
 
-def canonical(event: AuditEvent) -> bytes:
-    """The bytes an entry's hash covers: every field but the hash, sorted, compact, UTF-8."""
-    body = {
+def entry_fields(event: AuditEvent) -> dict:
+    """Every field of an entry but its hash: what the hash covers, and what exports contain."""
+    return {
         "seq": event.seq,
         "created_at": event.created_at.isoformat(),
         "kind": event.kind,
@@ -28,7 +28,11 @@ def canonical(event: AuditEvent) -> bytes:
         "data": event.data,
         "prev_hash": event.prev_hash,
     }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def canonical(event: AuditEvent) -> bytes:
+    """The bytes an entry's hash covers: its fields, keys sorted, compact JSON, UTF-8."""
+    return json.dumps(entry_fields(event), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def compute_hash(event: AuditEvent) -> str:

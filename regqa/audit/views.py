@@ -5,15 +5,12 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from datetime import datetime
 
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import BadRequest
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET
 
 from regqa.qa.models import Answer
@@ -116,20 +113,13 @@ def trail(request: HttpRequest) -> HttpResponse:
 
 
 def _export_args(request: HttpRequest) -> dict:
-    def when(name: str):
-        value = request.GET.get(name, "")
-        if not value:
-            return None
-        parsed = parse_datetime(value) or (
-            datetime.combine(parse_date(value), datetime.min.time()) if parse_date(value) else None
-        )
-        if parsed is None:
-            raise BadRequest(f"{name} must be a date (YYYY-MM-DD) or a date and time")
-        return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
-
+    try:
+        since, until = (export.parse_when(request.GET.get(name)) for name in ("since", "until"))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
     return {
-        "since": when("since"),
-        "until": when("until"),
+        "since": since,
+        "until": until,
         "actor": request.GET.get("actor", ""),
         "kind": request.GET.get("kind", ""),
         "text": request.GET.get("q", ""),

@@ -7,22 +7,16 @@ import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 from regqa.audit import export
 from regqa.audit.log import record, verify
 
 
 def when(value: str | None):
-    if not value:
-        return None
-    parsed = parse_datetime(value)
-    if parsed is None and parse_date(value):
-        parsed = timezone.datetime.combine(parse_date(value), timezone.datetime.min.time())
-    if parsed is None:
-        raise CommandError(f"{value!r} is not a date (YYYY-MM-DD) or date and time")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
+    try:
+        return export.parse_when(value)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 class Command(BaseCommand):
