@@ -65,6 +65,17 @@ def main() -> None:
     AuditEvent.objects.bulk_create(batch)
     print(f"generated {args.entries} entries in {time.perf_counter() - started:.1f} s")
 
+    from django.core.paginator import Paginator
+
+    for number in (1, args.entries // 100):
+        started = time.perf_counter()
+        page = Paginator(AuditEvent.objects.order_by("-seq"), 50).get_page(number)
+        rows = len(list(page))
+        print(
+            f"trail page {number} of {page.paginator.num_pages}: {rows} rows in "
+            f"{(time.perf_counter() - started) * 1000:.0f} ms"
+        )
+
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tracemalloc.start()
     started = time.perf_counter()

@@ -122,7 +122,12 @@ def test_only_auditors_see_the_trail_and_it_shows_the_chain_state(client_for):
 
 
 def _events(users):
-    log.record("answer", "Answered: capital question", user=users["analyst"], data={"question": "What capital?"})
+    log.record(
+        "answer",
+        "Answered: capital question",
+        user=users["analyst"],
+        data={"question": "What capital?", "model": "big.gguf"},
+    )
     log.record("document.uploaded", "Uploaded: Rulebook", user=users["admin"])
     log.record("answer", "Answered: liquidity question", user=users["analyst"], data={"question": "What liquidity?"})
 
@@ -166,6 +171,8 @@ def test_csv_export_filters_by_text_and_kind(client_for, users):
     assert len(rows) == 2 and rows[1][5] == "Answered: liquidity question"
     manifest = client.get(reverse("audit_export", args=["csv"]), {"q": "liquidity", "manifest": 1}).json()
     assert manifest["count"] == 1 and manifest["filter"]["text"] == "liquidity"
+    by_model = client.get(reverse("audit_export", args=["csv"]), {"model": "big.gguf", "manifest": 1}).json()
+    assert by_model["count"] == 1 and by_model["first"]["seq"] == AuditEvent.objects.get(data__model="big.gguf").seq
     assert client.get(reverse("audit_export", args=["xml"])).status_code == 404
     assert client.get(reverse("audit_export", args=["csv"]), {"since": "yesterday"}).status_code == 400
     assert client_for("analyst").get(reverse("audit_export", args=["csv"])).status_code == 403

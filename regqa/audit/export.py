@@ -41,6 +41,7 @@ def filtered(
     actor: str = "",
     kind: str = "",
     text: str = "",
+    model: str = "",
 ) -> tuple[QuerySet[AuditEvent], dict]:
     until = until or timezone.now()
     qs = AuditEvent.objects.filter(created_at__lte=until)
@@ -52,12 +53,15 @@ def filtered(
         qs = qs.filter(kind=kind)
     if text:
         qs = qs.filter(Q(summary__icontains=text) | Q(data__question__icontains=text))
+    if model:
+        qs = qs.filter(data__model=model)
     filters = {
         "since": since.isoformat() if since else None,
         "until": until.isoformat(),
         "actor": actor or None,
         "kind": kind or None,
         "text": text or None,
+        "model": model or None,
     }
     return qs.order_by("seq"), filters
 

@@ -123,6 +123,7 @@ def _export_args(request: HttpRequest) -> dict:
         "actor": request.GET.get("actor", ""),
         "kind": request.GET.get("kind", ""),
         "text": request.GET.get("q", ""),
+        "model": request.GET.get("model", ""),
     }
 
 

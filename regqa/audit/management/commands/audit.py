@@ -28,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--until", help="export: up to this date/time (default: now)")
         parser.add_argument("--actor", default="", help="export: only this user")
         parser.add_argument("--kind", default="", help="export: only this kind (answer, document.uploaded, ...)")
+        parser.add_argument("--model", default="", help="export: only answers by this model (file name)")
         parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
         parser.add_argument(
             "--output",
@@ -43,7 +44,11 @@ class Command(BaseCommand):
             self.stdout.write(f"OK: {result.checked} entries, chain intact; last hash {result.last_hash}")
             return
         qs, filters = export.filtered(
-            since=when(options["since"]), until=when(options["until"]), actor=options["actor"], kind=options["kind"]
+            since=when(options["since"]),
+            until=when(options["until"]),
+            actor=options["actor"],
+            kind=options["kind"],
+            model=options["model"],
         )
         fmt, output = options["format"], options["output"]
         head = export.manifest(qs, filters, "manage.py audit export", fmt)
