@@ -123,3 +123,32 @@ class VectorIndex:
 @cache
 def get_index() -> VectorIndex:
     return VectorIndex(settings.INDEX_DIR)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keeping the index and the database in step (manage.py index rebuild / check)
+
+
+def live_chunks():
+    """Chunks of ready documents: exactly what the index should hold."""
+    from .models import Chunk, Document
+
+    return Chunk.objects.filter(document__status=Document.Status.READY)
+
+
+def rebuild_from_database(batch: int = 5000) -> int:
+    """Replace the index with the stored embeddings of every live chunk (no re-encoding)."""
+    ids, vectors = [], []
+    for pk, blob in live_chunks().values_list("pk", "embedding").iterator(chunk_size=batch):
+        ids.append(pk)
+        vectors.append(np.frombuffer(blob, dtype="float32"))
+    matrix = np.vstack(vectors) if vectors else np.zeros((0, DIMENSIONS), dtype="float32")
+    get_index().rebuild(ids, matrix)
+    return len(ids)
+
+
+def check_against_database() -> tuple[set[int], set[int]]:
+    """(ids the index lacks, ids the index has but the database does not serve)."""
+    expected = set(live_chunks().values_list("pk", flat=True))
+    present = get_index().ids()
+    return expected - present, present - expected
