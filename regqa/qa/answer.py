@@ -115,11 +115,12 @@ def get_llm():
 
 
 def warm_up() -> None:
-    """Load the embedder, the index and the local model before the first question needs them."""
-    from regqa.documents import embed, index
+    """Load the embedder, both indexes and the local model before the first question needs them."""
+    from regqa.documents import embed, index, lexical
 
     embed.embed_query("warm-up")
     index.get_index().current()
+    lexical.get_lexical_index().search("warm-up", 1)
     try:
         get_llm()
         model_sha256()
