@@ -92,6 +92,7 @@ def test_answers_are_recorded_with_passages_and_prompt(client_for, rulebook, fak
 
 @pytest.mark.django_db
 def test_uploads_deletes_exports_and_failed_logins_are_recorded(client, client_for, fake_embedder):
+    user_changes = AuditEvent.objects.filter(kind="user.changed").count()  # from creating the users
     admin = client_for("admin")
     admin.post(reverse("upload"), {"file": SimpleUploadedFile("rule.pdf", make_pdf(["§ 1 Scope.\nA rule."]))})
     from regqa.documents.models import Document
@@ -102,13 +103,21 @@ def test_uploads_deletes_exports_and_failed_logins_are_recorded(client, client_f
     b"".join(auditor.get(reverse("answer_log_csv")).streaming_content)
     client.logout()
     client.post(reverse("login"), {"username": "analyst", "password": "wrong"})
+    from .factories import PASSWORD
+
+    client.post(reverse("login"), {"username": "analyst", "password": PASSWORD})
     kinds = list(AuditEvent.objects.exclude(kind__startswith="user.").order_by("seq").values_list("kind", "actor"))
     assert kinds == [
+        ("login", "admin"),
         ("document.uploaded", "admin"),
         ("document.deleted", "admin"),
+        ("login", "auditor"),
         ("log.exported", "auditor"),
         ("login.failed", "analyst"),
+        ("login", "analyst"),
     ]
+    # the last_login save at each login is not recorded as a user change
+    assert AuditEvent.objects.filter(kind="user.changed").count() == user_changes
     assert AuditEvent.objects.get(kind="document.deleted").data["sha256"] == document.sha256
     assert log.verify().ok
 

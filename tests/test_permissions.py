@@ -68,3 +68,21 @@ def test_auditor_sees_every_answer_and_exports_them(client_for, users):
 def test_home_sends_each_role_to_its_start_page(client_for):
     assert client_for("analyst").get(reverse("home"))["Location"] == reverse("ask")
     assert client_for("auditor").get(reverse("home"))["Location"] == reverse("answer_log")
+
+
+@pytest.mark.django_db
+def test_auditor_filters_the_answer_log(client_for, users):
+    AnswerFactory(user=users["analyst"], question="Capital buffers?", model_name="big.gguf")
+    AnswerFactory(user=users["analyst"], question="Liquidity rules?", status="not_covered")
+    AnswerFactory(user=users["admin"], question="Capital for admins?")
+    client = client_for("auditor")
+
+    def shown(**params) -> list[str]:
+        return [a.question for a in client.get(reverse("answer_log"), params).context["page"]]
+
+    assert sorted(shown(q="capital")) == ["Capital buffers?", "Capital for admins?"]
+    assert shown(actor="admin") == ["Capital for admins?"]
+    assert shown(model="big.gguf") == ["Capital buffers?"]
+    assert shown(status="not_covered") == ["Liquidity rules?"]
+    assert shown(since="2999-01-01") == []
+    assert client.get(reverse("answer_log"), {"until": "not a date"}).status_code == 400

@@ -6,7 +6,7 @@ class AuditConfig(AppConfig):
     verbose_name = "Audit"
 
     def ready(self) -> None:
-        from django.contrib.auth.signals import user_login_failed
+        from django.contrib.auth.signals import user_logged_in, user_login_failed
 
         from . import log
 
@@ -17,13 +17,21 @@ class AuditConfig(AppConfig):
 
         user_login_failed.connect(login_failed, dispatch_uid="regqa.audit.login_failed", weak=False)
 
+        def logged_in(sender, request, user, **kwargs):
+            ip = request.META.get("REMOTE_ADDR", "") if request is not None else ""
+            log.record("login", f"{user.get_username()} logged in", user=user, data={"ip": ip})
+
+        user_logged_in.connect(logged_in, dispatch_uid="regqa.audit.logged_in", weak=False)
+
         # User and role changes, from the Django admin, the shell or a command alike.
         from django.contrib.auth import get_user_model
         from django.db.models.signals import m2m_changed, post_delete, post_save
 
         User = get_user_model()
 
-        def user_saved(sender, instance, created, **kwargs):
+        def user_saved(sender, instance, created, update_fields=None, **kwargs):
+            if update_fields is not None and set(update_fields) <= {"last_login"}:
+                return  # a login, recorded as such below
             kind = "user.created" if created else "user.changed"
             log.record(
                 kind,

@@ -25,9 +25,29 @@ can_audit = permission_required("qa.view_answer_log", raise_exception=True)
 @require_GET
 @can_audit
 def answer_log(request: HttpRequest) -> HttpResponse:
+    """Every user's answers, newest first, filtered by date, user, model, status and text."""
+    args = _export_args(request)
     answers = Answer.objects.select_related("user").order_by("-created_at", "-pk")
+    if args["since"]:
+        answers = answers.filter(created_at__gte=args["since"])
+    if args["until"]:
+        answers = answers.filter(created_at__lte=args["until"])
+    if args["actor"]:
+        answers = answers.filter(user__username=args["actor"])
+    if args["model"]:
+        answers = answers.filter(model_name=args["model"])
+    if status := request.GET.get("status"):
+        answers = answers.filter(status=status)
+    if args["text"]:
+        answers = answers.filter(question__icontains=args["text"])
     page = Paginator(answers, 50).get_page(request.GET.get("page"))
-    return render(request, "audit/log.html", {"page": page})
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "audit/log.html",
+        {"page": page, "args": request.GET, "query": query.urlencode(), "statuses": Answer.Status.choices},
+    )
 
 
 @require_GET
