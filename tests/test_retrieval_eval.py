@@ -162,3 +162,15 @@ def test_questions_file_errors_are_clear(tmp_path):
     empty.write_text("")
     with pytest.raises(CommandError, match="no questions"):
         call_command("evaluate", "retrieval", "--questions", str(empty))
+
+
+@pytest.mark.django_db
+def test_bm25_follows_the_database_not_the_index_file(fake_embedder):
+    """Ingestion writes the FAISS file before its transaction commits; a BM25 rebuild in that
+    window must not leave the new passages out for good."""
+    from .factories import ChunkFactory
+
+    call_command("import_passages", str(PASSAGES), "--document-name", "Rulebook", verbosity=0)
+    assert retrieve("zebra crossings", k=3, mode="bm25") == []
+    chunk = ChunkFactory(text="Zebra crossings are regulated.")  # committed later, index file unchanged
+    assert retrieve("zebra crossings", k=3, mode="bm25")[0].chunk_id == chunk.pk

@@ -57,11 +57,6 @@ class VectorIndex:
                 self._stamp = stamp
             return self._index
 
-    def version(self) -> tuple[int, int, int] | None:
-        """Changes whenever the index file is replaced (any passage added or removed)."""
-        self.current()
-        return self._stamp
-
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         index = self.current()
         if index.ntotal == 0:

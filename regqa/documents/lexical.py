@@ -1,9 +1,11 @@
-"""BM25 over the passages of ready documents (bm25s), the lexical half of hybrid retrieval.
+"""BM25 over the stored passages (bm25s), the lexical half of hybrid retrieval.
 
 Exact words matter in regulation: rule numbers, defined terms, "Regulation O". Dense vectors
 blur them; BM25 does not. The BM25 index is built in memory from the database (about a second
-per 10,000 passages) and rebuilt whenever the FAISS index file changes, which happens on every
-addition or removal of passages, so both halves always cover the same passages.
+per 10,000 passages) and rebuilt whenever the set of passages changes. That is read from the
+database itself (count and highest id of the chunks), not from the FAISS file: ingestion writes
+the FAISS file before its transaction commits, so a rebuild triggered by the file could miss the
+new passages for good. Which documents are ready is checked at query time by `retrieve`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from functools import cache
 
 import bm25s
 import Stemmer
+from django.db.models import Count, Max
 
-from . import index
 from .ingest import embedding_text
-from .models import Chunk, Document
+from .models import Chunk
 
 _stemmer = Stemmer.Stemmer("english")
 
@@ -33,11 +35,7 @@ class LexicalIndex:
         self._ids: list[int] = []
 
     def _build(self) -> None:
-        rows = list(
-            Chunk.objects.filter(document__status=Document.Status.READY).values_list(
-                "pk", "text", "section", "document__title"
-            )
-        )
+        rows = list(Chunk.objects.values_list("pk", "text", "section", "document__title"))
         self._ids = [pk for pk, *_ in rows]
         if not rows:
             self._bm25 = None
@@ -48,7 +46,7 @@ class LexicalIndex:
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         with self._lock:
-            version = index.get_index().version()
+            version = tuple(Chunk.objects.aggregate(n=Count("pk"), last=Max("pk")).values())
             if version != self._version:
                 self._build()
                 self._version = version
