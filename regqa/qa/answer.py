@@ -71,23 +71,24 @@ def model_name() -> str:
     return Path(settings.LLM_MODEL_PATH).name
 
 
-_model_hashes: dict[str, str] = {}
+_llm_sha256 = ""
 
 
 def model_sha256() -> str:
-    """SHA-256 of the model file in use (computed once per process, about 1 s per GB)."""
-    path = str(settings.LLM_MODEL_PATH)
-    if path not in _model_hashes and Path(path).is_file():
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-        _model_hashes[path] = digest.hexdigest()
-    return _model_hashes.get(path, "")
+    """SHA-256 of the loaded model file ("" until it is loaded), for the audit record."""
+    return _llm_sha256
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def get_llm():
-    global _llm
+    global _llm, _llm_sha256
     with _load_lock:
         if _llm is None:
             path = Path(settings.LLM_MODEL_PATH)
@@ -111,6 +112,7 @@ def get_llm():
             except Exception as exc:  # llama.cpp reports a bad file as ValueError or RuntimeError
                 raise ModelUnavailable(f"The local model {path.name} could not be loaded: {exc}") from exc
             atexit.register(_llm.close)  # free it before the interpreter tears llama_cpp down
+            _llm_sha256 = _file_sha256(path)  # once, with the load (about 1 s per GB)
         return _llm
 
 
@@ -123,7 +125,6 @@ def warm_up() -> None:
     lexical.get_lexical_index().search("warm-up", 1)
     try:
         get_llm()
-        model_sha256()
     except ModelUnavailable as exc:
         log.error("%s", exc)  # questions will say so too; the rest of the app still works
 
@@ -221,9 +222,7 @@ def parse_model_output(raw: str, partial_answer: str) -> tuple[str, list[int], b
     try:
         data = json.loads(raw)
         text = str(data.get("answer", "")).strip()
-        cited = [
-            int(n) for n in data.get("cited_passages", []) if isinstance(n, int | float | str) and str(n).isdigit()
-        ]
+        cited = [int(n) for n in data.get("cited_passages", []) if str(n).isdigit()]
         found = bool(data.get("answer_found_in_passages", True))
     except (ValueError, AttributeError):
         text, cited, found = partial_answer.strip(), [], True
