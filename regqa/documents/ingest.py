@@ -10,6 +10,7 @@ import hashlib
 import logging
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -42,8 +43,9 @@ class ChunkDraft:
     ordinal: int
     text: str
     section: str
-    page_start: int
-    page_end: int
+    page_start: int | None = None
+    page_end: int | None = None
+    external_id: str = ""  # the source's own id, for imported passages
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,12 +245,7 @@ def _set_progress(document_id: int, progress: int, detail: str) -> None:
 
 
 def ingest_document(document_id: int) -> Document:
-    """Ingest one uploaded PDF. Input problems end as status FAILED with a reason, never a crash.
-
-    The database rows and the index change together: chunks are written and added to the index
-    inside one transaction, so a failure part-way leaves the document retryable with nothing
-    half-indexed.
-    """
+    """Ingest one uploaded PDF. Input problems end as status FAILED with a reason, never a crash."""
     document = Document.objects.get(pk=document_id)
     Document.objects.filter(pk=document_id).update(
         status=Document.Status.PROCESSING, progress=1, status_detail="Reading PDF text"
@@ -257,31 +254,13 @@ def ingest_document(document_id: int) -> Document:
         pages = read_pdf_pages(Path(document.file.path))
         _set_progress(document_id, 10, f"Read {len(pages)} pages; cutting passages")
         drafts = chunk_pages(pages)
-        vectors = _embed_with_progress(document_id, [embedding_text(d.section, d.text, document.title) for d in drafts])
-        with transaction.atomic():
-            _remove_chunks(document)
-            Page.objects.bulk_create(Page(document=document, number=p.number, text=p.text) for p in pages)
-            chunks = Chunk.objects.bulk_create(
-                Chunk(
-                    document=document,
-                    ordinal=d.ordinal,
-                    text=d.text,
-                    section=d.section,
-                    page_start=d.page_start,
-                    page_end=d.page_end,
-                    embedding=vectors[i].tobytes(),
-                )
-                for i, d in enumerate(drafts)
-            )
-            index.get_index().add([c.pk for c in chunks], vectors)
-            Document.objects.filter(pk=document_id).update(
-                status=Document.Status.READY,
-                progress=100,
-                status_detail="",
-                page_count=len(pages),
-                chunk_count=len(chunks),
-                ingested_at=timezone.now(),
-            )
+
+        def embedded(done: int) -> None:
+            share = 10 + int(85 * done / max(len(drafts), 1))
+            _set_progress(document_id, share, f"Embedded {done} of {len(drafts)} passages")
+
+        vectors = embed_texts([embedding_text(d.section, d.text, document.title) for d in drafts], embedded)
+        store_chunks(document, drafts, vectors, pages)
     except IngestError as exc:
         log.info("document %s rejected: %s", document_id, exc)
         Document.objects.filter(pk=document_id).update(
@@ -296,18 +275,52 @@ def ingest_document(document_id: int) -> Document:
     return Document.objects.get(pk=document_id)
 
 
-def _embed_with_progress(document_id: int, texts: list[str]) -> np.ndarray:
+def embed_texts(texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Embed in batches, calling progress(number done) after each batch."""
     parts = []
-    step = max(settings.EMBEDDING_BATCH_SIZE * 4, 1)
+    step = settings.EMBEDDING_BATCH_SIZE * 4
     for start in range(0, len(texts), step):
         parts.append(embed.embed_passages(texts[start : start + step]))
-        done = min(start + step, len(texts))
-        _set_progress(
-            document_id, 10 + int(85 * done / max(len(texts), 1)), f"Embedded {done} of {len(texts)} passages"
+        if progress:
+            progress(min(start + step, len(texts)))
+    return np.vstack(parts) if parts else np.zeros((0, embed.DIMENSIONS), dtype="float32")
+
+
+def store_chunks(
+    document: Document, drafts: list[ChunkDraft], vectors: np.ndarray, pages: list[PageText] | None = None
+) -> int:
+    """Replace a document's pages and chunks and index them, all in one transaction; mark it ready.
+
+    The rows and the index change together: a failure part-way leaves the document retryable
+    with nothing half-indexed.
+    """
+    pages = pages or []
+    with transaction.atomic():
+        _remove_chunks(document)
+        Page.objects.bulk_create(Page(document=document, number=p.number, text=p.text) for p in pages)
+        chunks = Chunk.objects.bulk_create(
+            Chunk(
+                document=document,
+                ordinal=d.ordinal,
+                text=d.text,
+                section=d.section,
+                page_start=d.page_start,
+                page_end=d.page_end,
+                external_id=d.external_id,
+                embedding=vectors[i].tobytes(),
+            )
+            for i, d in enumerate(drafts)
         )
-    if not parts:
-        return np.zeros((0, embed.DIMENSIONS), dtype="float32")
-    return np.vstack(parts)
+        index.get_index().add([c.pk for c in chunks], vectors)
+        Document.objects.filter(pk=document.pk).update(
+            status=Document.Status.READY,
+            progress=100,
+            status_detail="",
+            page_count=len(pages),
+            chunk_count=len(chunks),
+            ingested_at=timezone.now(),
+        )
+    return len(chunks)
 
 
 def _remove_chunks(document: Document) -> None:

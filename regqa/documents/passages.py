@@ -16,12 +16,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import transaction
-from django.utils import timezone
+from regqa.audit.log import record_document
 
-from . import embed, index
-from .ingest import IngestError, embedding_text
-from .models import Chunk, Document
+from .ingest import ChunkDraft, IngestError, embed_texts, embedding_text, store_chunks
+from .models import Document
 
 
 @dataclass
@@ -92,48 +90,31 @@ def import_group(
     if existing and existing.status == Document.Status.READY:
         return existing, False
     sections = sections_for(group.records)
-    kept = [(r, s) for r, s in zip(group.records, sections, strict=True) if r.text.strip()]
+    kept = [(r, section) for r, section in zip(group.records, sections, strict=True) if r.text.strip()]
+    drafts = [
+        ChunkDraft(ordinal=i, text=r.text, section=section, external_id=r.id) for i, (r, section) in enumerate(kept)
+    ]
     document = existing or Document.objects.create(
         title=title, sha256=sha256, original_name=f"doc_id {group.doc_id}", uploaded_by=user
     )
     Document.objects.filter(pk=document.pk).update(status=Document.Status.PROCESSING, status_detail="Embedding")
-    texts = [embedding_text(s, r.text, title) for r, s in kept]
-    vectors = []
-    batch = 256
-    for start in range(0, len(texts), batch):
-        vectors.append(embed.embed_passages(texts[start : start + batch]))
+    reported = 0
+
+    def embedded(done: int) -> None:
+        nonlocal reported
         if progress:
-            progress(min(batch, len(texts) - start))
-    import numpy as np
+            progress(done - reported)
+        reported = done
 
-    matrix = np.vstack(vectors) if vectors else np.zeros((0, embed.DIMENSIONS), dtype="float32")
-    with transaction.atomic():
-        old = list(document.chunks.values_list("pk", flat=True))
-        if old:
-            index.get_index().remove(old)
-            document.chunks.all().delete()
-        chunks = Chunk.objects.bulk_create(
-            Chunk(
-                document=document,
-                ordinal=i,
-                text=r.text,
-                section=s,
-                external_id=r.id,
-                embedding=matrix[i].tobytes(),
-            )
-            for i, (r, s) in enumerate(kept)
-        )
-        index.get_index().add([c.pk for c in chunks], matrix)
+    try:
+        vectors = embed_texts([embedding_text(d.section, d.text, title) for d in drafts], embedded)
+        store_chunks(document, drafts, vectors)
+    except Exception as exc:
         Document.objects.filter(pk=document.pk).update(
-            status=Document.Status.READY,
-            status_detail="",
-            progress=100,
-            chunk_count=len(chunks),
-            ingested_at=timezone.now(),
+            status=Document.Status.FAILED, status_detail=f"Import failed: {exc}"
         )
+        raise
     document.refresh_from_db()
-    from regqa.audit.log import record_document
-
     record_document("document.uploaded", document, user=user, actor="manage.py import_passages")
     return document, True
 
