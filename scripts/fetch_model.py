@@ -59,8 +59,8 @@ def fetch(name: str, dest: Path) -> Path:
     filename, parts, expected = MODELS[name]
     target = dest / filename
     if target.exists():
-        # A verified file is only ever moved into place after its hash matched; a size check
-        # is enough to notice a file someone truncated by hand.
+        # Only a file whose hash matched is ever moved into place, so an existing one is
+        # trusted; delete it to fetch and verify again.
         return target
     downloads = cache_dir() / "model-packages" / name
     downloads.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,58 @@
+"""Audit records for logins and for user and role changes, whatever makes them (the Django
+admin, the shell, a command). Connected to Django's signals in AuditConfig.ready()."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from . import log
+
+
+def _ip(request) -> str:
+    return request.META.get("REMOTE_ADDR", "") if request is not None else ""
+
+
+def login_failed(sender, credentials, request=None, **kwargs) -> None:
+    username = str(credentials.get("username", ""))
+    log.record("login.failed", f"Failed login for {username!r}", actor=username, data={"ip": _ip(request)})
+
+
+def logged_in(sender, request, user, **kwargs) -> None:
+    log.record("login", f"{user.get_username()} logged in", user=user, data={"ip": _ip(request)})
+
+
+def user_saved(sender, instance, created, update_fields=None, **kwargs) -> None:
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return  # the save Django makes at each login, recorded as "login"
+    kind = "user.created" if created else "user.changed"
+    log.record(
+        kind,
+        f"{kind.split('.')[1].capitalize()} user {instance.get_username()}",
+        data={
+            "user": instance.get_username(),
+            "active": instance.is_active,
+            "staff": instance.is_staff,
+            "superuser": instance.is_superuser,
+        },
+    )
+
+
+def user_deleted(sender, instance, **kwargs) -> None:
+    log.record("user.deleted", f"Deleted user {instance.get_username()}", data={"user": instance.get_username()})
+
+
+def roles_changed(sender, instance, action, pk_set, **kwargs) -> None:
+    if action not in ("post_add", "post_remove", "post_clear") or not isinstance(instance, get_user_model()):
+        return
+    names = sorted(Group.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
+    log.record(
+        "user.roles_changed",
+        f"Roles of {instance.get_username()}: {action[5:]} {', '.join(names)}",
+        data={
+            "user": instance.get_username(),
+            "action": action[5:],
+            "groups": names,
+            "now": sorted(instance.groups.values_list("name", flat=True)),
+        },
+    )
