@@ -86,3 +86,18 @@ def test_auditor_filters_the_answer_log(client_for, users):
     assert shown(status="not_covered") == ["Liquidity rules?"]
     assert shown(since="2999-01-01") == []
     assert client.get(reverse("answer_log"), {"until": "not a date"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_auditors_can_open_cited_pages_but_not_manage_documents(client_for):
+    from regqa.documents.models import Page
+
+    from .factories import ChunkFactory
+
+    chunk = ChunkFactory(text="Cited passage.")
+    Page.objects.create(document=chunk.document, number=1, text="Page one text. Cited passage.")
+    auditor = client_for("auditor")
+    page = auditor.get(reverse("document_page", args=[chunk.document_id, 1]), {"chunk": chunk.pk})
+    assert page.status_code == 200 and "<mark>Cited passage.</mark>" in page.content.decode()
+    assert auditor.get(reverse("passage", args=[chunk.pk])).status_code == 200
+    assert auditor.get(reverse("library")).status_code == 403
