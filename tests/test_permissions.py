@@ -86,6 +86,9 @@ def test_auditor_filters_the_answer_log(client_for, users):
     assert shown(status="not_covered") == ["Liquidity rules?"]
     assert shown(since="2999-01-01") == []
     assert client.get(reverse("answer_log"), {"until": "not a date"}).status_code == 400
+    # the CSV export takes the same filters as the page
+    export = b"".join(client.get(reverse("answer_log_csv"), {"q": "capital"}).streaming_content).decode()
+    assert len(export.splitlines()) == 3 and "Liquidity rules?" not in export
 
 
 @pytest.mark.django_db

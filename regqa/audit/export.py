@@ -8,9 +8,8 @@ hashes of its first and last entries stay checkable against `manage.py audit ver
 from __future__ import annotations
 
 import csv
-import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from django.db.models import Q, QuerySet
@@ -92,20 +91,26 @@ def jsonl(qs: QuerySet[AuditEvent], head: dict) -> Iterator[str]:
         yield json.dumps(as_dict(event), ensure_ascii=False) + "\n"
 
 
-def csv_rows(qs: QuerySet[AuditEvent]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
+class _Echo:
+    """A file that hands back what is written, so csv.writer can feed a streamed response."""
 
-    def flush() -> str:
-        value = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
+    def write(self, value: str) -> str:
         return value
 
-    writer.writerow(CSV_COLUMNS)
-    yield flush()
-    for event in qs.iterator(chunk_size=1000):
-        row = as_dict(event)
-        row["data"] = json.dumps(row["data"], ensure_ascii=False, sort_keys=True)
-        writer.writerow([row[c] for c in CSV_COLUMNS])
-        yield flush()
+
+def csv_lines(header: list[str], rows: Iterable[list]) -> Iterator[str]:
+    """CSV text, one line at a time (memory stays flat however many rows)."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(header)
+    for row in rows:
+        yield writer.writerow(row)
+
+
+def csv_rows(qs: QuerySet[AuditEvent]) -> Iterator[str]:
+    def rows() -> Iterator[list]:
+        for event in qs.iterator(chunk_size=1000):
+            row = as_dict(event)
+            row["data"] = json.dumps(row["data"], ensure_ascii=False, sort_keys=True)
+            yield [row[c] for c in CSV_COLUMNS]
+
+    return csv_lines(CSV_COLUMNS, rows())

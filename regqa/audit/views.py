@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 
@@ -26,8 +25,20 @@ can_audit = permission_required("qa.view_answer_log", raise_exception=True)
 @can_audit
 def answer_log(request: HttpRequest) -> HttpResponse:
     """Every user's answers, newest first, filtered by date, user, model, status and text."""
+    answers = _filtered_answers(request).order_by("-created_at", "-pk")
+    page = Paginator(answers, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "audit/log.html",
+        {"page": page, "args": request.GET, "query": query.urlencode(), "statuses": Answer.Status.choices},
+    )
+
+
+def _filtered_answers(request: HttpRequest):
     args = _export_args(request)
-    answers = Answer.objects.select_related("user").order_by("-created_at", "-pk")
+    answers = Answer.objects.select_related("user")
     if args["since"]:
         answers = answers.filter(created_at__gte=args["since"])
     if args["until"]:
@@ -40,14 +51,7 @@ def answer_log(request: HttpRequest) -> HttpResponse:
         answers = answers.filter(status=status)
     if args["text"]:
         answers = answers.filter(question__icontains=args["text"])
-    page = Paginator(answers, 50).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    return render(
-        request,
-        "audit/log.html",
-        {"page": page, "args": request.GET, "query": query.urlencode(), "statuses": Answer.Status.choices},
-    )
+    return answers
 
 
 @require_GET
@@ -57,58 +61,34 @@ def log_entry(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "audit/entry.html", {"answer": answer})
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
+ANSWER_CSV_COLUMNS = [
+    "id", "created_at", "user", "question", "status", "answer", "citations", "passages",
+    "model", "retrieval_ms", "first_token_ms", "total_ms", "error",
+]  # fmt: skip
 
 
 @require_GET
 @permission_required("qa.export_answer_log", raise_exception=True)
 def export_csv(request: HttpRequest) -> StreamingHttpResponse:
-    """Streamed CSV of the whole log, oldest first (never loads it all in memory)."""
-    columns = [
-        "id",
-        "created_at",
-        "user",
-        "question",
-        "status",
-        "answer",
-        "citations",
-        "passages",
-        "model",
-        "retrieval_ms",
-        "first_token_ms",
-        "total_ms",
-        "error",
-    ]
+    """Streamed CSV of the answers the log's filters select, oldest first."""
+    answers = _filtered_answers(request).order_by("pk")
 
-    def rows() -> Iterator[str]:
-        writer = csv.writer(_Echo())
-        yield writer.writerow(columns)
-        for a in Answer.objects.select_related("user").order_by("pk").iterator(chunk_size=500):
+    def rows() -> Iterator[list]:
+        for a in answers.iterator(chunk_size=500):
             passages = [
                 {k: p.get(k) for k in ("n", "chunk_id", "document_title", "page_start", "score")} for p in a.passages
             ]
-            yield writer.writerow(
-                [
-                    a.pk,
-                    a.created_at.isoformat(),
-                    a.user.username,
-                    a.question,
-                    a.status,
-                    a.answer_text,
-                    json.dumps(a.citations),
-                    json.dumps(passages),
-                    a.model_name,
-                    a.retrieval_ms,
-                    a.first_token_ms,
-                    a.total_ms,
-                    a.error,
-                ]
-            )
+            yield [
+                a.pk, a.created_at.isoformat(), a.user.username, a.question, a.status, a.answer_text,
+                json.dumps(a.citations), json.dumps(passages), a.model_name, a.retrieval_ms,
+                a.first_token_ms, a.total_ms, a.error,
+            ]  # fmt: skip
 
-    audit_log.record("log.exported", "Answer log exported as CSV", user=request.user, data={"format": "csv"})
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    filters = {k: v for k, v in request.GET.items() if v}
+    audit_log.record(
+        "log.exported", "Answer log exported as CSV", user=request.user, data={"format": "csv", "filter": filters}
+    )
+    response = StreamingHttpResponse(export.csv_lines(ANSWER_CSV_COLUMNS, rows()), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="regqa-answer-log.csv"'
     return response
 
