@@ -87,6 +87,9 @@ EMBEDDING_BATCH_SIZE = env_int("REGQA_EMBEDDING_BATCH", 32, minimum=1)
 # Retrieval and answering.
 RETRIEVE_TOP_K = env_int("REGQA_TOP_K", 5, minimum=1)
 CONTEXT_PASSAGES = env_int("REGQA_CONTEXT_PASSAGES", 3, minimum=1)
+# Words of passage text given to the model in all (0: whole passages). Prompt processing is the
+# main cost on 2 cores, so longer passages are cut to their sentences closest to the question.
+CONTEXT_WORDS = env_int("REGQA_CONTEXT_WORDS", 300, minimum=0)
 # Retrieval: "hybrid" (dense + BM25, fused by rank), "dense" or "bm25".
 RETRIEVAL_MODE = env_str("REGQA_RETRIEVAL_MODE", "hybrid")
 if RETRIEVAL_MODE not in ("hybrid", "dense", "bm25"):

@@ -9,6 +9,7 @@ from django.urls import reverse
 from regqa.documents.ingest import ingest_document
 from regqa.documents.models import Document
 from regqa.qa import answer as answering
+from regqa.qa import quality
 from regqa.qa.models import Answer
 
 from .conftest import make_pdf
@@ -117,6 +118,47 @@ def test_citation_of_a_passage_that_was_not_given_is_flagged(client_for, ruleboo
     answer.refresh_from_db()
     assert answer.citations == [{"n": 7, "valid": False}]
     assert "Citation [7] names no passage" in events[-1][1]
+
+
+def test_unsupported_sentences_are_marked_and_the_quality_check_is_shown(client_for, rulebook, fake_llm):
+    text = "Company means any corporation or partnership [1]. Banks must hold 8 percent capital [1]."
+    fake_llm.reply = reply(text, [1])
+    client = client_for("analyst")
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.get()
+    events = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))
+    assert ("status", "Checking the citations...") in events
+    answer.refresh_from_db()
+    assert answer.verification["status"] == "partial"
+    assert [s["supported"] for s in answer.verification["sentences"]] == [True, False]
+    assert set(answer.quality) == set(quality.CRITERIA) and answer.check_ms is not None
+    html = events[-1][1]
+    assert html.count('class="sentence supported"') == 1 and html.count('class="sentence unsupported"') == 1
+    assert "1 of 2 sentences are supported" in html
+    assert 'data-criterion="groundedness"' in html and "3/5" in html
+
+    # the citation opens the page with the supporting sentence highlighted, not the whole passage
+    start, end = answer.verification["sentences"][0]["checks"][0]["span"]
+    top = answer.passages[0]
+    link = reverse("document_page", args=[rulebook.pk, 2]) + f"?chunk={top['chunk_id']}&span={start}-{end}"
+    assert link in html.replace("&amp;", "&")
+    page_view = client.get(link).content.decode()
+    assert f"<mark>{top['text'][start:end]}</mark>" in page_view
+
+    # the audit record holds the verification and the scores
+    from regqa.audit.models import AuditEvent
+
+    event = AuditEvent.objects.get(kind="answer", data__answer_id=answer.pk)
+    assert event.data["verification"]["supported"] == 1 and event.data["quality"]["groundedness"]["score"] == 3
+
+
+def test_an_answer_no_passage_supports_is_shown_as_unverified(client_for, rulebook, fake_llm):
+    fake_llm.reply = reply("Banks must hold 8 percent capital against 2019 exposures [1].", [1])
+    client = client_for("analyst")
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.get()
+    html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
+    assert "Unverified: no sentence of this answer is supported" in html
 
 
 def test_missing_model_gives_a_clear_error_and_keeps_the_passages(client_for, rulebook, settings, tmp_path):

@@ -94,6 +94,8 @@ def record_answer(answer, prompt: list[dict] | None = None, model_sha256: str = 
             "status": answer.status,
             "answer": answer.answer_text,
             "citations": answer.citations,
+            "verification": answer.verification,
+            "quality": answer.quality,
             "passages": answer.passages,
             "model": answer.model_name,
             "model_sha256": model_sha256,
@@ -101,6 +103,7 @@ def record_answer(answer, prompt: list[dict] | None = None, model_sha256: str = 
             "retrieval_ms": answer.retrieval_ms,
             "first_token_ms": answer.first_token_ms,
             "total_ms": answer.total_ms,
+            "check_ms": answer.check_ms,
             "error": answer.error,
         },
     )

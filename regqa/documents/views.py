@@ -120,14 +120,27 @@ def document_file(request: HttpRequest, pk: int) -> FileResponse:
 def page(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     document = get_object_or_404(Document, pk=pk)
     page = get_object_or_404(Page, document=document, number=number)
-    highlight = None
-    if chunk_id := request.GET.get("chunk"):
+    highlight, parts = None, None
+    if (chunk_id := request.GET.get("chunk", "")).isdigit():
         highlight = Chunk.objects.filter(pk=chunk_id, document=document).first()
-    return render(request, "documents/page.html", {"document": document, "page": page, "highlight": highlight})
+        if highlight:
+            parts = split_span(highlight.text, request.GET.get("span", ""))
+    context = {"document": document, "page": page, "highlight": highlight, "parts": parts}
+    return render(request, "documents/page.html", context)
+
+
+def split_span(text: str, span: str) -> tuple[str, str, str]:
+    """(before, highlighted, after) for a "start-end" character span of `text`; the whole text
+    is highlighted when the span is missing or out of range."""
+    start, _, end = span.partition("-")
+    if start.isdigit() and end.isdigit() and 0 <= int(start) < int(end) <= len(text):
+        return text[: int(start)], text[int(start) : int(end)], text[int(end) :]
+    return "", text, ""
 
 
 @require_GET
 @can_read
 def passage(request: HttpRequest, chunk_id: int) -> HttpResponse:
     chunk = get_object_or_404(Chunk.objects.select_related("document"), pk=chunk_id)
-    return render(request, "documents/passage.html", {"chunk": chunk})
+    parts = split_span(chunk.text, request.GET.get("span", ""))
+    return render(request, "documents/passage.html", {"chunk": chunk, "parts": parts})

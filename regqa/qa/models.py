@@ -25,11 +25,15 @@ class Answer(models.Model):
     passages = models.JSONField(default=list)
     answer_text = models.TextField(blank=True)
     citations = models.JSONField(default=list)
+    # Sentence-by-sentence citation check (verify.py) and the five-criteria quality check (quality.py).
+    verification = models.JSONField(default=dict, blank=True)
+    quality = models.JSONField(default=dict, blank=True)
     model_name = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     retrieval_ms = models.FloatField(null=True, blank=True)
     first_token_ms = models.FloatField(null=True, blank=True)
     total_ms = models.FloatField(null=True, blank=True)
+    check_ms = models.FloatField(null=True, blank=True)  # time taken by verification and quality check
 
     class Meta:
         ordering = ["-created_at"]
@@ -41,6 +45,16 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return self.question[:80]
+
+    @property
+    def verification_status(self) -> str:
+        return self.verification.get("status", "")
+
+    @property
+    def quality_rows(self) -> list[dict]:
+        from .quality import CRITERIA
+
+        return [{"key": k, "name": name, **self.quality[k]} for k, name in CRITERIA.items() if k in self.quality]
 
     @property
     def is_final(self) -> bool:

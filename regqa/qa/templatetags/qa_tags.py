@@ -12,11 +12,14 @@ from regqa.qa.answer import CITATION
 register = template.Library()
 
 
-def passage_url(passage: dict) -> str:
+def passage_url(passage: dict, span: list[int] | tuple[int, int] | None = None) -> str:
+    """The page the passage came from with the passage highlighted (and within it the span that
+    supports a sentence), or the passage alone if it has no page (imported passages)."""
+    query = f"span={span[0]}-{span[1]}" if span else ""
     if passage.get("page_start"):
         url = reverse("document_page", args=[passage["document_id"], passage["page_start"]])
-        return f"{url}?chunk={passage['chunk_id']}#passage"
-    return reverse("passage", args=[passage["chunk_id"]])
+        return f"{url}?chunk={passage['chunk_id']}{'&' + query if query else ''}#passage"
+    return reverse("passage", args=[passage["chunk_id"]]) + (f"?{query}" if query else "")
 
 
 @register.filter
@@ -24,10 +27,7 @@ def page_link(passage: dict) -> str:
     return passage_url(passage)
 
 
-@register.filter
-def cited(answer) -> SafeString:
-    by_number = {p["n"]: p for p in answer.passages}
-
+def _with_links(text: str, by_number: dict[int, dict], spans: dict[int, list[int]]) -> str:
     def link(number: str) -> str:
         passage = by_number.get(int(number))
         if passage is None or not passage.get("sent_to_model"):
@@ -36,17 +36,41 @@ def cited(answer) -> SafeString:
             )
         return format_html(
             '<a class="cite" href="{}" title="{}" target="_blank">[{}]</a>',
-            passage_url(passage),
+            passage_url(passage, spans.get(int(number))),
             f"{passage['document_title']} p. {passage.get('page_start') or '-'}",
             number,
         )
 
     parts = []
     last = 0
-    text = answer.answer_text
     for match in CITATION.finditer(text):
         parts.append(escape(text[last : match.start()]))
         parts.append("".join(link(n.strip()) for n in match.group(1).split(",")))
         last = match.end()
     parts.append(escape(text[last:]))
-    return mark_safe("".join(parts))
+    return "".join(parts)
+
+
+@register.filter
+def cited(answer) -> SafeString:
+    """The answer with citations as links; when it has been verified, each sentence marked
+    supported or not (with the reason as its tooltip) and each link opening the supporting span."""
+    by_number = {p["n"]: p for p in answer.passages}
+    sentences = (answer.verification or {}).get("sentences")
+    if not sentences:
+        return mark_safe(_with_links(answer.answer_text, by_number, {}))
+    out = []
+    for s in sentences:
+        spans = {c["n"]: c["span"] for c in s["checks"] if c["supported"]} or {c["n"]: c["span"] for c in s["checks"]}
+        state = "supported" if s["supported"] else "unsupported"
+        label = "Supported: " if s["supported"] else "Not supported: "
+        out.append(
+            format_html(
+                '<span class="sentence {}" title="{}">{}{}</span>',
+                state,
+                label + s["reason"],
+                mark_safe(_with_links(s["text"], by_number, spans)),
+                "" if s["supported"] else mark_safe('<sup class="flag" aria-label="not supported">unsupported</sup>'),
+            )
+        )
+    return mark_safe(" ".join(out))
