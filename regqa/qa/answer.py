@@ -118,6 +118,16 @@ def get_llm():
         return _llm
 
 
+def use_model(path: Path) -> None:
+    """Switch the process to another GGUF file (the evaluation compares models in one run)."""
+    global _llm, _llm_sha256
+    with _load_lock, _generate_lock:
+        if _llm is not None:
+            _llm.close()
+        _llm, _llm_sha256 = None, ""
+        settings.LLM_MODEL_PATH = Path(path)
+
+
 def warm_up() -> None:
     """Load the embedder, both indexes and the local model before the first question needs them."""
     from regqa.documents import embed, index, lexical

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from regqa.documents.models import Chunk
 
 from .retrieve import Passage, retrieve
+from .verify import CITATION
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Question:
     qid: str
     question: str
     gold: list[dict]
+    reference: str = ""  # a reference answer, for answer evaluation
 
 
 def read_questions(path: Path) -> list[Question]:
@@ -35,7 +39,9 @@ def read_questions(path: Path) -> list[Question]:
             if line.strip():
                 try:
                     data = json.loads(line)
-                    questions.append(Question(str(data["qid"]), data["question"], list(data.get("gold", []))))
+                    questions.append(
+                        Question(str(data["qid"]), data["question"], list(data.get("gold", [])), data.get("answer", ""))
+                    )
                 except (ValueError, KeyError, TypeError) as exc:
                     raise ValueError(f"{path.name}, line {number}: not a question record ({exc})") from exc
     return questions
@@ -108,5 +114,140 @@ def evaluate_retrieval(
         f"mrr@{k}": sum(q["rr"] for q in per_question) / n,
         "latency_ms_median": statistics.median(latencies) if latencies else 0.0,
         "latency_ms_p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else 0.0,
+        "per_question": per_question,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Answer evaluation: the whole ask pipeline against reference answers.
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = re.compile(r"[^\w\s]")
+
+
+def answer_tokens(text: str) -> list[str]:
+    """SQuAD-style normalisation: citations and punctuation out, lower case, no articles."""
+    text = CITATION.sub(" ", text.lower())
+    return _ARTICLES.sub(" ", _PUNCT.sub(" ", text)).split()
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    pred, ref = answer_tokens(prediction), answer_tokens(reference)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if not pred or not ref or not common:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    """ROUGE-L F1: longest common subsequence of tokens."""
+    pred, ref = answer_tokens(prediction), answer_tokens(reference)
+    if not pred or not ref:
+        return 0.0
+    previous = [0] * (len(ref) + 1)
+    for p in pred:
+        current = [0]
+        for j, r in enumerate(ref, start=1):
+            current.append(previous[j - 1] + 1 if p == r else max(previous[j], current[j - 1]))
+        previous = current
+    lcs = previous[-1]
+    if not lcs:
+        return 0.0
+    precision, recall = lcs / len(pred), lcs / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _median_p95(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return 0.0, 0.0
+    values = sorted(values)
+    return statistics.median(values), values[min(len(values) - 1, int(0.95 * len(values)))]
+
+
+def _passage(p: dict) -> Passage:
+    return Passage(**{f.name: p.get(f.name, "") for f in fields(Passage)})
+
+
+def evaluate_answers(
+    questions: list[Question], user, unanswerable: list[Question] = (), progress: Callable[[], None] | None = None
+) -> dict:
+    """Ask every question through the full pipeline (retrieve, local model, verification,
+    quality check) and score the answers; `unanswerable` questions should be declined."""
+    from .answer import answer_question, model_name
+    from .models import Answer
+    from .quality import CRITERIA
+
+    file_names = dict(Chunk.objects.values_list("document_id", "document__original_name").distinct().order_by())
+    per_question = []
+    for q, answerable in [(q, True) for q in questions] + [(q, False) for q in unanswerable]:
+        answer = answer_question(user, q.question)
+        row = {
+            "qid": q.qid,
+            "answerable": answerable,
+            "status": answer.status,
+            "answer": answer.answer_text,
+            "error": answer.error,
+            "first_token_ms": answer.first_token_ms,
+            "total_ms": answer.total_ms,
+            "check_ms": answer.check_ms,
+            "model_ran": bool(answer.model_name),
+        }
+        if answer.status == Answer.Status.ANSWERED:
+            cited = {c["n"] for c in answer.citations if c["valid"]}
+            cited_passages = [_passage(p) for p in answer.passages if p["n"] in cited]
+            row |= {
+                "citation_hit": any(hits_per_rank(cited_passages, q.gold, file_names)) if q.gold else None,
+                "sentences": answer.verification.get("total", 0),
+                "supported": answer.verification.get("supported", 0),
+                "scores": {k: v["score"] for k, v in answer.quality.items()},
+            }
+            if q.reference:
+                row |= {
+                    "f1": token_f1(answer.answer_text, q.reference),
+                    "rouge_l": rouge_l(answer.answer_text, q.reference),
+                }
+        per_question.append(row)
+        if progress:
+            progress()
+
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    answerable_rows = [r for r in per_question if r["answerable"]]
+    answered = [r for r in answerable_rows if r["status"] == Answer.Status.ANSWERED]
+    probe = [r for r in per_question if not r["answerable"]]
+    ran = [r for r in per_question if r["model_ran"] and r["total_ms"] is not None]
+    ttft = _median_p95([r["first_token_ms"] for r in ran if r["first_token_ms"]])
+    total = _median_p95([r["total_ms"] for r in ran])
+    hits = [r["citation_hit"] for r in answered if r.get("citation_hit") is not None]
+    return {
+        "model": model_name(),
+        "questions": len(answerable_rows),
+        "answered": len(answered),
+        "failed": sum(r["status"] == Answer.Status.FAILED for r in per_question),
+        "token_f1": mean([r["f1"] for r in answered if "f1" in r]),
+        "rouge_l": mean([r["rouge_l"] for r in answered if "rouge_l" in r]),
+        "citation_hit_rate": mean([float(h) for h in hits]),
+        "sentences_supported": (
+            sum(r["supported"] for r in answered) / max(1, sum(r["sentences"] for r in answered)) if answered else None
+        ),
+        "false_refusal_rate": (
+            sum(r["status"] == Answer.Status.NOT_COVERED for r in answerable_rows) / len(answerable_rows)
+            if answerable_rows
+            else None
+        ),
+        "unanswerable": len(probe),
+        "correct_refusal_rate": (
+            sum(r["status"] == Answer.Status.NOT_COVERED for r in probe) / len(probe) if probe else None
+        ),
+        "judge": {k: mean([r["scores"][k] for r in answered if k in r["scores"]]) for k in CRITERIA},
+        "first_token_ms_median": ttft[0],
+        "first_token_ms_p95": ttft[1],
+        "total_ms_median": total[0],
+        "total_ms_p95": total[1],
+        "check_share_median": statistics.median(
+            [r["check_ms"] / r["total_ms"] for r in ran if r["check_ms"] and r["total_ms"]] or [0.0]
+        ),
         "per_question": per_question,
     }

@@ -1,4 +1,9 @@
-"""Measure retrieval on a question set: python manage.py evaluate retrieval --questions FILE.jsonl"""
+"""Measure RegQA on a question set.
+
+python manage.py evaluate retrieval --questions FILE.jsonl [--k 10] [--mode all] [--json OUT]
+python manage.py evaluate answers --questions FILE.jsonl [--unanswerable FILE.jsonl]
+                                  [--model NAME_OR_PATH ...] [--limit N] [--json OUT]
+"""
 
 from __future__ import annotations
 
@@ -6,44 +11,88 @@ import json
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from regqa.documents.embed import embed_query
-from regqa.qa.evaluate import evaluate_retrieval, read_questions
+from regqa.qa import answer as answering
+from regqa.qa.evaluate import evaluate_answers, evaluate_retrieval, read_questions
+from regqa.qa.quality import CRITERIA
 from regqa.qa.retrieve import MODES
+
+EVALUATION_USER = "evaluation"
+
+
+def model_path(name: str) -> Path:
+    """A GGUF path, or the name of a packaged model (scripts/fetch_model.py) in the model cache."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fetch_model", settings.BASE_DIR / "scripts" / "fetch_model.py")
+    fetch_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch_model)
+    if name in fetch_model.MODELS:
+        cached = settings.CACHE_DIR / "models" / fetch_model.MODELS[name][0]
+        if cached.is_file():
+            return cached
+        raise CommandError(f"model {name} is not in the cache: run `python scripts/fetch_model.py {name}`")
+    raise CommandError(f"{name} is neither a GGUF file nor one of {', '.join(fetch_model.MODELS)}")
 
 
 class Command(BaseCommand):
-    help = "Evaluate RegQA's retrieval on questions with gold passages or pages (JSON Lines)."
+    help = "Evaluate RegQA's retrieval or answers on questions with gold passages or pages (JSON Lines)."
 
     def add_arguments(self, parser):
-        parser.add_argument("what", choices=["retrieval"])
+        parser.add_argument("what", choices=["retrieval", "answers"])
         parser.add_argument("--questions", type=Path, required=True)
-        parser.add_argument("--k", type=int, default=10)
+        parser.add_argument("--k", type=int, default=10, help="retrieval: the cut-off")
         parser.add_argument(
             "--mode",
             choices=[*MODES, "all"],
             default=None,
-            help="Retrieval mode (default: the configured one; 'all' compares the three).",
+            help="retrieval: the mode (default: the configured one; 'all' compares the three).",
+        )
+        parser.add_argument(
+            "--unanswerable", type=Path, help="answers: questions the corpus does not answer (should be declined)"
+        )
+        parser.add_argument(
+            "--model",
+            action="append",
+            default=[],
+            help="answers: a GGUF path or packaged model name; repeat to compare models in one run",
         )
         parser.add_argument("--limit", type=int, help="Only the first N questions.")
         parser.add_argument("--json", type=Path, help="Write the figures and per-question results here.")
 
-    def handle(self, *args, what: str, questions: Path, k: int, mode: str | None, limit: int | None, **options):
-        if not questions.is_file():
-            raise CommandError(f"{questions} does not exist")
+    def read(self, path: Path, limit: int | None):
+        if not path.is_file():
+            raise CommandError(f"{path} does not exist")
         try:
-            items = read_questions(questions)[:limit]
+            items = read_questions(path)[:limit]
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if not items:
-            raise CommandError(f"{questions} holds no questions")
+            raise CommandError(f"{path} holds no questions")
+        return items
+
+    def handle(self, *args, what: str, questions: Path, limit: int | None, **options):
+        items = self.read(questions, limit)
         embed_query("warm-up")  # model loading is not retrieval latency
+        if what == "retrieval":
+            results = self.retrieval(items, options["k"], options["mode"], options["verbosity"])
+        else:
+            results = self.answers(items, options, limit)
+        if options.get("json"):
+            options["json"].write_text(json.dumps(results if len(results) > 1 else results[0], indent=1))
+
+    def retrieval(self, items, k: int, mode: str | None, verbosity: int) -> list[dict]:
         modes = list(MODES) if mode == "all" else [mode or settings.RETRIEVAL_MODE]
         results = []
         for m in modes:
-            with tqdm(total=len(items), desc=m, unit="q", disable=options["verbosity"] < 1) as bar:
+            with tqdm(total=len(items), desc=m, unit="q", disable=verbosity < 1) as bar:
                 results.append(evaluate_retrieval(items, k=k, mode=m, progress=bar.update))
         header = f"{'mode':8} {'questions':>9} {'R@' + str(k):>7} {'MAP@' + str(k):>7} {'nDCG@' + str(k):>7} "
         header += f"{'MRR@' + str(k):>7} {'ms p50':>7} {'ms p95':>7}"
@@ -53,5 +102,49 @@ class Command(BaseCommand):
                 f"{r['mode']:8} {r['questions']:9d} {r[f'recall@{k}']:7.4f} {r[f'map@{k}']:7.4f} "
                 f"{r[f'ndcg@{k}']:7.4f} {r[f'mrr@{k}']:7.4f} {r['latency_ms_median']:7.1f} {r['latency_ms_p95']:7.1f}"
             )
-        if options.get("json"):
-            options["json"].write_text(json.dumps(results if len(results) > 1 else results[0], indent=1))
+        return results
+
+    def answers(self, items, options, limit: int | None) -> list[dict]:
+        probe = self.read(options["unanswerable"], limit) if options.get("unanswerable") else []
+        paths = [model_path(m) for m in options["model"]] or [Path(settings.LLM_MODEL_PATH)]
+        user, _ = get_user_model().objects.get_or_create(username=EVALUATION_USER, defaults={"is_active": False})
+        results = []
+        for path in paths:
+            answering.use_model(path)
+            try:
+                answering.get_llm()  # loading is not answer time
+            except answering.ModelUnavailable as exc:
+                raise CommandError(str(exc)) from exc
+            with tqdm(
+                total=len(items) + len(probe), desc=path.name[:30], unit="q", disable=options["verbosity"] < 1
+            ) as bar:
+                results.append(evaluate_answers(items, user, probe, progress=bar.update))
+        for r in results:
+            self.stdout.write(self.report(r))
+        return results
+
+    @staticmethod
+    def report(r: dict) -> str:
+        def pct(value) -> str:
+            return "-" if value is None else f"{value:.1%}"
+
+        def num(value, digits=3) -> str:
+            return "-" if value is None else f"{value:.{digits}f}"
+
+        judge = ", ".join(f"{name.lower()} {num(r['judge'][key], 2)}" for key, name in CRITERIA.items())
+        return "\n".join(
+            [
+                f"model {r['model']}",
+                f"  questions {r['questions']}, answered {r['answered']}, failed {r['failed']}",
+                f"  token F1 {num(r['token_f1'])}, ROUGE-L {num(r['rouge_l'])} (answered questions)",
+                f"  citations hit a gold passage/page: {pct(r['citation_hit_rate'])} of answered",
+                f"  sentences verified as supported: {pct(r['sentences_supported'])}",
+                f"  false refusals (answerable declined): {pct(r['false_refusal_rate'])}",
+                f"  unanswerable probe: {r['unanswerable']} questions, "
+                f"correctly declined {pct(r['correct_refusal_rate'])}",
+                f"  judge means (1-5): {judge}",
+                f"  first token ms median {r['first_token_ms_median']:.0f}, p95 {r['first_token_ms_p95']:.0f}; "
+                f"total ms median {r['total_ms_median']:.0f}, p95 {r['total_ms_p95']:.0f}; "
+                f"check share of total (median) {r['check_share_median']:.1%}",
+            ]
+        )
