@@ -27,7 +27,7 @@ def hashed_embedding(texts: list[str]) -> np.ndarray:
 
 
 def reply(answer: str, cited: list[int], found: bool = True) -> str:
-    return json.dumps({"answer": answer, "cited_passages": cited, "answer_found_in_passages": found})
+    return json.dumps({"passages_state_answer": found, "answer": answer, "cited_passages": cited})
 
 
 class FakeLlama:

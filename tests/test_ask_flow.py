@@ -109,14 +109,46 @@ def test_model_refusal_is_shown_as_not_covered(client_for, rulebook, fake_llm):
     assert "do not cover this question" in events[-1][1]
 
 
+def test_the_check_not_the_models_verdict_decides_whether_an_answer_is_shown(client_for, rulebook, fake_llm):
+    client = client_for("analyst")
+    # the model says "no" but its answer checks out against the passage: shown
+    fake_llm.reply = reply("Company means any corporation or partnership [1].", [1], found=False)
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.get()
+    sse_events(client.get(reverse("answer_stream", args=[answer.pk])))
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.ANSWERED and answer.verification["status"] == "verified"
+    assert answer.verification["model_says_passages_answer"] is False
+
+    # the model says "yes" and writes something no passage supports: declined, draft kept as unverified
+    fake_llm.reply = reply("Banks must hold 8 percent capital against 2019 exposures [1].", [1], found=True)
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.latest("pk")
+    html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.NOT_COVERED
+    assert answer.verification["declined_text"].startswith("Banks must hold 8 percent")
+    assert "do not cover this question" in html and "Unverified draft" in html and "8 percent capital" in html
+    assert answer.quality["retrieval_strength"]["score"] >= 1
+
+    # the model says "no" and only part of its answer checks out: declined too
+    text = "Company means any corporation or partnership [1]. Banks must hold 8 percent capital [1]."
+    fake_llm.reply = reply(text, [1], found=False)
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.latest("pk")
+    sse_events(client.get(reverse("answer_stream", args=[answer.pk])))
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.NOT_COVERED and answer.verification["status"] == "partial"
+
+
 def test_citation_of_a_passage_that_was_not_given_is_flagged(client_for, rulebook, fake_llm):
-    fake_llm.reply = reply("Company means a corporation [7].", [7])
+    fake_llm.reply = reply("Company means any corporation [1]. It also means a partnership [7].", [1, 7])
     client = client_for("analyst")
     ask(client, "What does company mean in the definitions?")
     answer = Answer.objects.get()
     events = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))
     answer.refresh_from_db()
-    assert answer.citations == [{"n": 7, "valid": False}]
+    assert answer.citations == [{"n": 1, "valid": True}, {"n": 7, "valid": False}]
     assert "Citation [7] names no passage" in events[-1][1]
 
 
@@ -150,15 +182,6 @@ def test_unsupported_sentences_are_marked_and_the_quality_check_is_shown(client_
 
     event = AuditEvent.objects.get(kind="answer", data__answer_id=answer.pk)
     assert event.data["verification"]["supported"] == 1 and event.data["quality"]["groundedness"]["score"] == 3
-
-
-def test_an_answer_no_passage_supports_is_shown_as_unverified(client_for, rulebook, fake_llm):
-    fake_llm.reply = reply("Banks must hold 8 percent capital against 2019 exposures [1].", [1])
-    client = client_for("analyst")
-    ask(client, "What does company mean in the definitions?")
-    answer = Answer.objects.get()
-    html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
-    assert "Unverified: no sentence of this answer is supported" in html
 
 
 def test_missing_model_gives_a_clear_error_and_keeps_the_passages(client_for, rulebook, settings, tmp_path):

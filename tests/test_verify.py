@@ -134,3 +134,10 @@ def test_quality_schema_rejects_scores_out_of_bounds_or_unexplained(broken):
     quality.validate(good)
     with pytest.raises(ValueError):
         quality.validate(good | {"relevance": broken})
+
+
+def test_a_sentence_that_only_restates_the_question_is_not_support():
+    question = "What capital and reserve requirements apply to issuers of payment stablecoins?"
+    text = "Capital and reserve requirements apply to issuers of payment stablecoins [1]."
+    s = sentence(verify_answer(text, PASSAGES, question))
+    assert not s["supported"] and s["reason"] == "it only restates the question"

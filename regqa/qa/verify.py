@@ -1,9 +1,11 @@
 """Check an answer's citations against the passages they name, sentence by sentence.
 
 A sentence is supported by a passage when
-- every figure in it (numbers, percentages, dates, section numbers) appears in the passage, and
-- its content words appear there (lexical overlap), or it says the same thing in other words
-  (cosine similarity of sentence embeddings) while still sharing some of the passage's words.
+- every figure in it (numbers, percentages, dates, section numbers) appears in the passage,
+- it adds something to the question (a sentence that only restates the question is no answer), and
+- what it adds appears in the passage, near the rest of the sentence's words (lexical overlap
+  within three consecutive passage sentences), or the passage says the same thing in other words
+  (cosine similarity of sentence embeddings) while sharing some of those words.
 The supporting span is the passage sentence closest to the answer sentence; citation links
 highlight it. Sentences without a citation are checked against every passage given to the
 model, so a correct but uncited sentence is reported as such rather than as unsupported.
@@ -31,6 +33,10 @@ LEADING_CITATIONS = re.compile(r"^(?:\[\d+(?:\s*,\s*\d+)*\]\s*)+\.?")
 LEXICAL_SUPPORT = 0.6  # share of a sentence's content words found in the passage
 SEMANTIC_SUPPORT = 0.6  # cosine similarity to the closest passage sentence...
 SEMANTIC_MIN_LEXICAL = 0.3  # ...together with at least this word overlap
+
+_AUX = r"(?:is|are|was|were|does|do|did|may|can|could|must|should|would|will|has|have|shall)\b"
+# "Is ...?", "Q1: May ...?", and "When ..., must ...?" ask for yes or no.
+YES_NO = re.compile(rf"(?:q\d+[:.]\s*)?(?:{_AUX}|(?:when|if|where|under|for)\b[^?]*,\s*{_AUX})", re.I)
 
 _stemmer = Stemmer.Stemmer("english")
 _STOP = set(STOPWORDS_EN) | {"also", "may", "must", "shall", "would", "could", "however", "therefore"}
@@ -104,33 +110,71 @@ class SentenceCheck:
     span: tuple[int, int] | None = None
 
 
-def check_support(sentence: str, sentence_vector: np.ndarray, n: int, passage: dict, vectors: dict) -> Check:
+def is_yes_no(question: str) -> bool:
+    return bool(YES_NO.match(question.strip()))
+
+
+def check_support(
+    sentence: str,
+    sentence_vector: np.ndarray,
+    n: int,
+    passage: dict,
+    vectors: dict,
+    question_terms: set[str],
+    yes_no: bool = False,
+    question_figures: frozenset[str] = frozenset(),
+) -> Check:
+    """Whether passage n supports the sentence. What must be found is what the sentence adds to
+    the question: its words that the question does not already contain, near each other in the
+    passage (within a window of three passage sentences). The answer to a yes/no question may
+    only restate it ("No, a member bank may not ..."): then all its words must be found."""
     text = passage["text"]
+    section = passage.get("section") or ""
     terms = content_terms(CITATION.sub(" ", sentence))
-    passage_terms = content_terms(text + " " + (passage.get("section") or ""))
-    lexical = len(terms & passage_terms) / len(terms) if terms else 1.0
+    new_terms = terms - question_terms
+    if not new_terms and yes_no:
+        new_terms = terms
     spans, span_vectors = vectors[n]
+    if not spans:
+        spans, span_vectors = [(0, len(text))], np.zeros((1, len(sentence_vector)), dtype="float32")
     similarities = span_vectors @ sentence_vector
-    best = int(np.argmax(similarities)) if len(spans) else 0
-    semantic = float(similarities[best]) if len(spans) else 0.0
-    span = spans[best] if spans else (0, len(text))
-    missing = figures(sentence) - figures(text + " " + (passage.get("section") or ""))
+    span_terms = [content_terms(text[a:b]) for a, b in spans]
+    section_terms = content_terms(section)
+    best = None
+    for i, span in enumerate(spans):
+        window = set().union(*span_terms[max(0, i - 1) : i + 2]) | section_terms
+        lexical = len(terms & window) / len(terms) if terms else 1.0
+        added = len(new_terms & window) / len(new_terms) if new_terms else 0.0
+        key = (added + lexical + float(similarities[i]), i)
+        if best is None or key > best[0]:
+            best = (key, span, lexical, added, float(similarities[i]))
+    _, span, lexical, added, semantic = best
+
+    def result(supported: bool, reason: str) -> Check:
+        return Check(n, supported, round(lexical, 3), round(semantic, 3), span, reason)
+
+    missing = figures(sentence) - figures(text + " " + section) - question_figures
     if missing:
-        reason = f"{', '.join(sorted(missing))} does not appear in passage [{n}]"
-        return Check(n, False, round(lexical, 3), round(semantic, 3), span, reason)
-    if lexical >= LEXICAL_SUPPORT:
-        return Check(n, True, round(lexical, 3), round(semantic, 3), span, f"its words appear in passage [{n}]")
-    if semantic >= SEMANTIC_SUPPORT and lexical >= SEMANTIC_MIN_LEXICAL:
-        return Check(n, True, round(lexical, 3), round(semantic, 3), span, f"passage [{n}] says the same")
-    reason = f"passage [{n}] does not say this ({lexical:.0%} of its words, similarity {semantic:.2f})"
-    return Check(n, False, round(lexical, 3), round(semantic, 3), span, reason)
+        return result(False, f"{', '.join(sorted(missing))} does not appear in passage [{n}]")
+    if not new_terms:
+        return result(False, "it only restates the question")
+    if added >= LEXICAL_SUPPORT and lexical >= LEXICAL_SUPPORT:
+        return result(True, f"its words appear together in passage [{n}]")
+    if semantic >= SEMANTIC_SUPPORT and added >= SEMANTIC_MIN_LEXICAL:
+        return result(True, f"passage [{n}] says the same")
+    return result(
+        False, f"passage [{n}] does not say this ({added:.0%} of what it adds is there, similarity {semantic:.2f})"
+    )
 
 
-def verify_answer(answer_text: str, passages: list[dict]) -> dict:
+def verify_answer(answer_text: str, passages: list[dict], question: str = "") -> dict:
     """Per-sentence verification of an answer against the passages given to the model
     (dicts with "n" and "text"). Returns a JSON-ready dict with the overall status:
     "verified" (every sentence supported), "partial", or "unverified" (none supported)."""
     given = {p["n"]: p for p in passages}
+    question_terms = content_terms(question)
+    yes_no = is_yes_no(question)
+    question_figures = frozenset(figures(question))  # "section 9(20)" may be repeated from the question
     sentences = split_sentences(answer_text)
     if not sentences:
         return {"status": "unverified", "supported": 0, "total": 0, "sentences": []}
@@ -150,7 +194,10 @@ def verify_answer(answer_text: str, passages: list[dict]) -> dict:
         numbers = cited_numbers(sentence)
         invalid = [n for n in numbers if n not in given]
         candidates = [n for n in numbers if n in given] if numbers else list(given)
-        checks = [check_support(sentence, matrix[i], n, given[n], vectors) for n in candidates]
+        checks = [
+            check_support(sentence, matrix[i], n, given[n], vectors, question_terms, yes_no, question_figures)
+            for n in candidates
+        ]
         good = [c for c in checks if c.supported]
         best = max(good or checks, key=lambda c: (c.supported, c.lexical + c.semantic), default=None)
         if good:
