@@ -111,6 +111,21 @@ AUDIT_DB_TRIGGERS = env_bool("REGQA_AUDIT_DB_TRIGGERS", True)
 # Uploads.
 MAX_UPLOAD_MB = env_int("REGQA_MAX_UPLOAD_MB", 50, minimum=1)
 MAX_PDF_PAGES = env_int("REGQA_MAX_PDF_PAGES", 2000, minimum=1)
+# Text extraction runs in a child process with these limits, so a PDF bomb or a pathological
+# file fails with a reason instead of hanging or exhausting the worker.
+MAX_EXTRACT_SECONDS = env_int("REGQA_MAX_EXTRACT_SECONDS", 300, minimum=1)
+MAX_EXTRACT_MEMORY_MB = env_int("REGQA_MAX_EXTRACT_MEMORY_MB", 2048, minimum=64)
+# A document "processing" without progress for this long lost its worker and can be retried.
+INGEST_STALLED_SECONDS = env_int("REGQA_INGEST_STALLED_SECONDS", 600, minimum=10)
+DEFAULT_SENSITIVITY = env_str("REGQA_DEFAULT_SENSITIVITY", "internal")
+if DEFAULT_SENSITIVITY not in ("public", "internal", "confidential", "restricted"):
+    raise ImproperlyConfigured(
+        f"REGQA_DEFAULT_SENSITIVITY must be public, internal, confidential or restricted, not {DEFAULT_SENSITIVITY!r}"
+    )
+# OCR for scans without a text layer: "auto" uses ocrmypdf when it is installed, "off" never does.
+OCR = env_str("REGQA_OCR", "auto")
+if OCR not in ("auto", "off"):
+    raise ImproperlyConfigured(f"REGQA_OCR must be auto or off, not {OCR!r}")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 MAX_QUESTION_CHARS = env_int("REGQA_MAX_QUESTION_CHARS", 1000, minimum=10)

@@ -94,7 +94,7 @@ def test_answers_are_recorded_with_passages_and_prompt(client_for, rulebook, fak
 def test_uploads_deletes_exports_and_failed_logins_are_recorded(client, client_for, fake_embedder):
     user_changes = AuditEvent.objects.filter(kind="user.changed").count()  # from creating the users
     admin = client_for("admin")
-    admin.post(reverse("upload"), {"file": SimpleUploadedFile("rule.pdf", make_pdf(["§ 1 Scope.\nA rule."]))})
+    admin.post(reverse("upload"), {"files": SimpleUploadedFile("rule.pdf", make_pdf(["§ 1 Scope.\nA rule."]))})
     from regqa.documents.models import Document
 
     document = Document.objects.get()

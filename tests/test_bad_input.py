@@ -15,7 +15,7 @@ GOOD_TEXT = "§ 1.1 Scope.\nThis rule applies to every member bank that extends 
 
 
 def upload(client, name: str, content: bytes, **extra):
-    return client.post(reverse("upload"), {"file": SimpleUploadedFile(name, content), **extra})
+    return client.post(reverse("upload"), {"files": SimpleUploadedFile(name, content), **extra})
 
 
 def run_ingestion(django_capture_on_commit_callbacks, client, name, content):
@@ -68,18 +68,22 @@ def test_same_file_twice_is_not_ingested_twice(client_for, fake_embedder, django
         (lambda: b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage garbage\n%%EOF", "damaged"),
         (lambda: make_pdf([GOOD_TEXT])[:300], "damaged"),
         (lambda: make_pdf(blank_pages=2), "No text could be extracted"),
+        (lambda: make_pdf(), "no pages"),
+        (lambda: make_pdf(["\u00a4\u00b6 #@ }{ ~~ \u00d7\u00f7 |\\ ^^ \u00bf\u00a1 %% ++ == <> " * 20]), "unreadable"),
     ],
-    ids=["encrypted", "corrupted", "truncated", "no-text"],
+    ids=["encrypted", "corrupted", "truncated", "no-text", "zero-pages", "garbage-text"],
 )
 @pytest.mark.django_db(transaction=True)
 def test_unreadable_pdfs_fail_with_a_reason_and_index_nothing(
-    client_for, fake_embedder, django_capture_on_commit_callbacks, content, reason
+    client_for, fake_embedder, django_capture_on_commit_callbacks, content, reason, settings
 ):
     client = client_for("admin")
     good = run_ingestion(django_capture_on_commit_callbacks, client, "good.pdf", make_pdf([GOOD_TEXT]))
     indexed_before = index.get_index().ids()
+    settings.OCR = "off"  # the OCR path has its own test
     document = run_ingestion(django_capture_on_commit_callbacks, client, "bad.pdf", content())
-    assert document.status == Document.Status.FAILED
+    needs_ocr = reason in ("No text could be extracted", "unreadable")
+    assert document.status == (Document.Status.NEEDS_OCR if needs_ocr else Document.Status.FAILED)
     assert reason in document.status_detail
     assert document.chunks.count() == 0
     assert index.get_index().ids() == indexed_before == set(good.chunks.values_list("pk", flat=True))

@@ -20,7 +20,7 @@ def test_upload_ingest_ask_and_get_an_answer_citing_the_right_page(client_for, d
     admin = client_for("admin")
     with django_capture_on_commit_callbacks(execute=True):
         response = admin.post(
-            reverse("upload"), {"file": SimpleUploadedFile("12cfr215.pdf", (PDFS / "12cfr215.pdf").read_bytes())}
+            reverse("upload"), {"files": SimpleUploadedFile("12cfr215.pdf", (PDFS / "12cfr215.pdf").read_bytes())}
         )
     assert response.status_code == 302
     document = Document.objects.get()

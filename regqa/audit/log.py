@@ -91,6 +91,7 @@ def record_answer(answer, prompt: list[dict] | None = None, model_sha256: str = 
         data={
             "answer_id": answer.pk,
             "question": answer.question,
+            "filters": answer.filters,
             "status": answer.status,
             "answer": answer.answer_text,
             "citations": answer.citations,
@@ -122,5 +123,13 @@ def record_document(kind: str, document, user=None, actor: str = "") -> AuditEve
             "sha256": document.sha256,
             "size_bytes": document.size_bytes,
             "chunks": document.chunk_count,
+            "version": document.version,
+            "supersedes": document.supersedes_id,
+            "sensitivity": document.sensitivity,
+            "issuer": document.issuer,
+            "jurisdiction": document.jurisdiction,
+            "doc_type": document.doc_type,
+            "effective_date": document.effective_date.isoformat() if document.effective_date else None,
+            "tags": document.tags,
         },
     )

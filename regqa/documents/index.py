@@ -57,11 +57,17 @@ class VectorIndex:
                 self._stamp = stamp
             return self._index
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def search(self, vector: np.ndarray, k: int, only: list[int] | None = None) -> list[tuple[int, float]]:
+        """The k nearest chunk ids with their inner products; `only` restricts the search to
+        those ids (FAISS skips the others during the scan, so nothing is lost to the cut-off)."""
         index = self.current()
-        if index.ntotal == 0:
+        if index.ntotal == 0 or (only is not None and not only):
             return []
-        scores, ids = index.search(np.asarray(vector, dtype="float32").reshape(1, -1), min(k, index.ntotal))
+        params = None
+        if only is not None:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(only, dtype="int64")))
+        query = np.asarray(vector, dtype="float32").reshape(1, -1)
+        scores, ids = index.search(query, min(k, index.ntotal), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
 
     def __len__(self) -> int:
@@ -147,3 +153,18 @@ def check_against_database() -> tuple[set[int], set[int]]:
     expected = set(live_chunks().values_list("pk", flat=True))
     present = get_index().ids()
     return expected - present, present - expected
+
+
+def repair() -> tuple[int, int]:
+    """Make the index match the database: add live chunks it lacks (from their stored
+    embeddings), drop ids no live chunk has. A worker killed between writing the index and
+    committing its transaction leaves such ids; ingestion calls this before each document.
+    Returns (added, removed)."""
+    missing, extra = check_against_database()
+    if extra:
+        get_index().remove(sorted(extra))
+    if missing:
+        rows = live_chunks().filter(pk__in=missing).values_list("pk", "embedding")
+        ids, vectors = zip(*[(pk, np.frombuffer(blob, dtype="float32")) for pk, blob in rows], strict=True)
+        get_index().add(list(ids), np.vstack(vectors))
+    return len(missing), len(extra)

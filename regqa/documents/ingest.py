@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import shutil
+import subprocess
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from regqa.audit import log as audit_log
+
 from . import embed, index
 from .models import Chunk, Document, Page
 
@@ -30,6 +34,10 @@ PDF_MAGIC = b"%PDF-"
 
 class IngestError(Exception):
     """A problem with the input that the uploader can understand and fix."""
+
+    def __init__(self, message: str, needs_ocr: bool = False) -> None:
+        super().__init__(message)
+        self.needs_ocr = needs_ocr
 
 
 @dataclass
@@ -76,45 +84,114 @@ def check_upload(fh: BinaryIO, size: int) -> str:
     return digest.hexdigest()
 
 
-def read_pdf_pages(path: Path) -> list[PageText]:
-    """Extract the text of every page with pypdf, turning its failures into clear reasons."""
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
+def accept_upload(upload, metadata: dict, user) -> Document:
+    """Check an uploaded file and store it as a queued document (ingestion is enqueued when the
+    transaction commits). Raises IngestError for a file that cannot be accepted."""
+    from . import tasks
 
+    sha256 = check_upload(upload, upload.size)
+    existing = Document.objects.filter(sha256=sha256).first()
+    if existing:
+        raise IngestError(f"This file is already in the library as “{existing.title}”.")
+    old = metadata.get("supersedes")
+    with transaction.atomic():
+        document = Document.objects.create(
+            title=metadata.get("title") or (old.title if old else Path(upload.name).stem),
+            title_from_file=not metadata.get("title") and not old,
+            issuer=metadata.get("issuer") or (old.issuer if old else ""),
+            jurisdiction=metadata.get("jurisdiction") or (old.jurisdiction if old else ""),
+            doc_type=metadata.get("doc_type") or (old.doc_type if old else ""),
+            effective_date=metadata.get("effective_date"),
+            sensitivity=metadata.get("sensitivity") or settings.DEFAULT_SENSITIVITY,
+            tags=metadata.get("tags", ""),
+            supersedes=old,
+            version=old.version + 1 if old else 1,
+            original_name=upload.name,
+            file=upload,
+            sha256=sha256,
+            size_bytes=upload.size,
+            uploaded_by=user,
+        )
+        transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))
+        audit_log.record_document("document.uploaded", document, user=user)
+    return document
+
+
+MIN_TEXT_CHARS = 20
+MIN_READABLE_SHARE = 0.5
+
+
+def read_pdf_pages(path: Path, title_out: list[str] | None = None) -> list[PageText]:
+    """Extract the text of every page (in a child process with limits: extract.py), OCR-ing a
+    scan when ocrmypdf is installed. Failures become IngestErrors with a clear reason."""
     with open(path, "rb") as fh:
         if not looks_like_pdf(fh.read(1024)):
             raise IngestError("This is not a PDF file (it does not start with a PDF header).")
+    result = _extract(path)
+    texts = result["pages"]
+    problem = _text_problem(texts)
+    if problem and settings.OCR == "auto" and shutil.which("ocrmypdf"):
+        result = _extract(ocr(path))
+        texts = result["pages"]
+        problem = _text_problem(texts)
+        if problem:
+            raise IngestError(f"{problem}, even after OCR.", needs_ocr=True)
+    elif problem:
+        raise IngestError(f"{problem}: it needs OCR (install ocrmypdf and tesseract-ocr, then retry).", needs_ocr=True)
+    if title_out is not None:
+        title_out.append(result.get("title", ""))
+    if result.get("failed_pages"):
+        log.warning("%s: text extraction failed on %s pages", path.name, result["failed_pages"])
+    return [PageText(number, text) for number, text in enumerate(texts, start=1)]
+
+
+def _extract(path: Path) -> dict:
+    from . import extract
+
+    result = extract.run(
+        str(path), settings.MAX_PDF_PAGES, settings.MAX_EXTRACT_SECONDS, settings.MAX_EXTRACT_MEMORY_MB
+    )
+    if "error" in result:
+        raise IngestError(result["message"])
+    return result
+
+
+def _text_problem(texts: list[str]) -> str:
+    from .extract import readable_share
+
+    joined = "\n".join(texts)
+    if len(joined.strip()) < MIN_TEXT_CHARS:
+        return "No text could be extracted from this PDF: it is probably a scan without a text layer"
+    if readable_share(joined) < MIN_READABLE_SHARE:
+        return "The text layer of this PDF is unreadable (the extracted characters are not words)"
+    return ""
+
+
+def ocr(path: Path) -> Path:
+    """An OCR-ed copy of the PDF next to it (ocrmypdf with tesseract), within the time limit."""
+    out = path.with_name(path.stem + ".ocr.pdf")
     try:
-        reader = PdfReader(path, strict=False)
-        if reader.is_encrypted:
-            # Many "protected" PDFs only restrict printing and open with an empty password.
-            try:
-                if not reader.decrypt(""):
-                    raise IngestError("The PDF is encrypted with a password. Upload an unprotected copy.")
-            except (FileNotDecryptedError, NotImplementedError) as exc:
-                raise IngestError(f"The PDF is encrypted and cannot be opened: {exc}") from exc
-        count = len(reader.pages)
-    except IngestError:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise IngestError(f"The PDF is damaged and cannot be read: {exc}") from exc
-    if count == 0:
-        raise IngestError("The PDF has no pages.")
-    if count > settings.MAX_PDF_PAGES:
-        raise IngestError(f"The PDF has {count} pages; the limit is {settings.MAX_PDF_PAGES}.")
-    pages = []
-    for number, page in enumerate(reader.pages, start=1):
-        try:
-            text = page.extract_text() or ""
-        except Exception as exc:  # pypdf raises many types on broken content streams
-            log.warning("page %s: text extraction failed: %s", number, exc)
-            text = ""
-        pages.append(PageText(number, text))
-    if sum(len(p.text.strip()) for p in pages) < 20:
-        raise IngestError(
-            "No text could be extracted from this PDF: it is probably a scan without a text layer (needs OCR)."
+        done = subprocess.run(
+            ["ocrmypdf", "--force-ocr", "--jobs", "1", "--output-type", "pdf", "--quiet", str(path), str(out)],
+            capture_output=True,
+            timeout=settings.MAX_EXTRACT_SECONDS,
+            check=False,
         )
-    return pages
+    except subprocess.TimeoutExpired as exc:
+        raise IngestError(f"OCR took longer than {settings.MAX_EXTRACT_SECONDS} s; it was stopped.", True) from exc
+    if done.returncode != 0 or not out.exists():
+        message = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise IngestError(f"OCR failed: {message[0][:300]}", needs_ocr=True)
+    return out
+
+
+def first_heading(pages: list[PageText]) -> str:
+    """A title from the first page: its first line that reads like a heading."""
+    for line in (pages[0].text if pages else "").splitlines()[:15]:
+        line = " ".join(line.split())
+        if 8 <= len(line) <= 150 and sum(c.isalpha() for c in line) > len(line) / 2 and not line[0].isdigit():
+            return line
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,31 +318,41 @@ def embedding_text(section: str, text: str, title: str = "") -> str:
 
 
 def _set_progress(document_id: int, progress: int, detail: str) -> None:
-    Document.objects.filter(pk=document_id).update(progress=progress, status_detail=detail)
+    Document.objects.filter(pk=document_id).update(progress=progress, status_detail=detail, heartbeat_at=timezone.now())
 
 
 def ingest_document(document_id: int) -> Document:
-    """Ingest one uploaded PDF. Input problems end as status FAILED with a reason, never a crash."""
+    """Ingest one uploaded PDF. Input problems end as status FAILED (or NEEDS_OCR) with a reason,
+    never a crash. Running it again (a retry after a failure or a killed worker) starts over:
+    `store_chunks` replaces whatever an earlier attempt left."""
     document = Document.objects.get(pk=document_id)
     Document.objects.filter(pk=document_id).update(
-        status=Document.Status.PROCESSING, progress=1, status_detail="Reading PDF text"
+        status=Document.Status.PROCESSING, progress=1, status_detail="Reading PDF text", heartbeat_at=timezone.now()
     )
+    added, removed = index.repair()  # what a killed worker may have left behind
+    if added or removed:
+        log.warning("index repaired before document %s: %s added, %s removed", document_id, added, removed)
     try:
-        pages = read_pdf_pages(Path(document.file.path))
-        _set_progress(document_id, 10, f"Read {len(pages)} pages; cutting passages")
+        titles: list[str] = []
+        pages = read_pdf_pages(Path(document.file.path), titles)
+        if document.title_from_file:
+            from_metadata = titles[0] if titles and len(titles[0]) > 3 else ""
+            document.title = from_metadata or first_heading(pages) or document.title
+            Document.objects.filter(pk=document_id).update(title=document.title)
+        _set_progress(document_id, 10, f"Parsed {len(pages)} pages; cutting passages")
         drafts = chunk_pages(pages)
 
         def embedded(done: int) -> None:
             share = 10 + int(85 * done / max(len(drafts), 1))
-            _set_progress(document_id, share, f"Embedded {done} of {len(drafts)} passages")
+            _set_progress(document_id, share, f"Parsed {len(pages)} pages; embedded {done} of {len(drafts)} passages")
 
         vectors = embed_texts([embedding_text(d.section, d.text, document.title) for d in drafts], embedded)
+        _set_progress(document_id, 96, f"Indexing {len(drafts)} passages")
         store_chunks(document, drafts, vectors, pages)
     except IngestError as exc:
         log.info("document %s rejected: %s", document_id, exc)
-        Document.objects.filter(pk=document_id).update(
-            status=Document.Status.FAILED, progress=0, status_detail=str(exc)
-        )
+        status = Document.Status.NEEDS_OCR if exc.needs_ocr else Document.Status.FAILED
+        Document.objects.filter(pk=document_id).update(status=status, progress=0, status_detail=str(exc))
     except Exception as exc:
         log.exception("document %s: ingestion failed", document_id)
         Document.objects.filter(pk=document_id).update(
@@ -312,6 +399,8 @@ def store_chunks(
             for i, d in enumerate(drafts)
         )
         index.get_index().add([c.pk for c in chunks], vectors)
+        if document.supersedes_id:
+            supersede(document.supersedes)
         Document.objects.filter(pk=document.pk).update(
             status=Document.Status.READY,
             progress=100,
@@ -330,6 +419,15 @@ def _remove_chunks(document: Document) -> None:
         index.get_index().remove(ids)
     document.chunks.all().delete()
     document.pages.all().delete()
+
+
+def supersede(old: Document) -> None:
+    """Take an older version out of the live index. Its pages and passages stay in the database,
+    so answers that cited them still open the text they were based on."""
+    ids = list(old.chunks.values_list("pk", flat=True))
+    if ids:
+        index.get_index().remove(ids)
+    Document.objects.filter(pk=old.pk).update(status=Document.Status.SUPERSEDED, status_detail="")
 
 
 def delete_document(document: Document) -> None:

@@ -14,6 +14,7 @@ import threading
 from functools import cache
 
 import bm25s
+import numpy as np
 import Stemmer
 from django.db.models import Count, Max
 
@@ -44,7 +45,8 @@ class LexicalIndex:
         bm25.index(tokenize([embedding_text(s, t, title) for _, t, s, title in rows]), show_progress=False)
         self._bm25 = bm25
 
-    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+    def search(self, query: str, k: int, only: set[int] | None = None) -> list[tuple[int, float]]:
+        """The k best chunk ids by BM25; `only` restricts them to those ids (a weight mask)."""
         with self._lock:
             version = tuple(Chunk.objects.aggregate(n=Count("pk"), last=Max("pk")).values())
             if version != self._version:
@@ -56,7 +58,12 @@ class LexicalIndex:
         tokens = tokenize([query])
         if not tokens[0]:
             return []
-        found, scores = bm25.retrieve(tokens, k=min(k, len(ids)), show_progress=False, n_threads=1)
+        mask = None
+        if only is not None:
+            mask = np.fromiter((i in only for i in ids), dtype="float32", count=len(ids))
+            if not mask.any():
+                return []
+        found, scores = bm25.retrieve(tokens, k=min(k, len(ids)), show_progress=False, n_threads=1, weight_mask=mask)
         return [(ids[int(i)], float(s)) for i, s in zip(found[0], scores[0], strict=True) if s > 0]
 
 

@@ -9,9 +9,28 @@ class Document(models.Model):
         QUEUED = "queued", "Queued"
         PROCESSING = "processing", "Processing"
         READY = "ready", "Ready"
+        NEEDS_OCR = "needs_ocr", "Needs OCR"
         FAILED = "failed", "Failed"
+        SUPERSEDED = "superseded", "Superseded"
+
+    class Sensitivity(models.TextChoices):
+        PUBLIC = "public", "Public"
+        INTERNAL = "internal", "Internal"
+        CONFIDENTIAL = "confidential", "Confidential"
+        RESTRICTED = "restricted", "Restricted"
 
     title = models.CharField(max_length=300)
+    title_from_file = models.BooleanField(default=False, help_text="Take the title from the PDF when ingesting it.")
+    issuer = models.CharField("regulator / issuer", max_length=200, blank=True)
+    jurisdiction = models.CharField(max_length=100, blank=True)
+    doc_type = models.CharField("document type", max_length=100, blank=True)
+    effective_date = models.DateField(null=True, blank=True)
+    sensitivity = models.CharField(max_length=20, choices=Sensitivity.choices, default=Sensitivity.INTERNAL)
+    tags = models.CharField(max_length=300, blank=True, help_text="Comma-separated.")
+    version = models.PositiveIntegerField(default=1)
+    supersedes = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="newer_versions"
+    )
     file = models.FileField(upload_to="documents/%Y/%m/", blank=True)
     original_name = models.CharField(max_length=300, blank=True)
     sha256 = models.CharField(max_length=64, unique=True)
@@ -24,6 +43,9 @@ class Document(models.Model):
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     ingested_at = models.DateTimeField(null=True, blank=True)
+    # Written with every progress step: a document "processing" with an old heartbeat lost its
+    # worker (killed, crashed) and may be retried.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -34,7 +56,26 @@ class Document(models.Model):
 
     @property
     def is_pending(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.PROCESSING)
+        return self.status in (self.Status.QUEUED, self.Status.PROCESSING) and not self.is_stalled
+
+    @property
+    def is_stalled(self) -> bool:
+        """Processing, but no progress for longer than a document may take: its worker is gone."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        if self.status != self.Status.PROCESSING or self.heartbeat_at is None:
+            return False
+        return timezone.now() - self.heartbeat_at > timedelta(seconds=settings.INGEST_STALLED_SECONDS)
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status in (self.Status.FAILED, self.Status.NEEDS_OCR) or self.is_stalled
+
+    @property
+    def tag_list(self) -> list[str]:
+        return [t.strip() for t in self.tags.split(",") if t.strip()]
 
 
 class Page(models.Model):

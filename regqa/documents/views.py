@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required, user_passes_test
@@ -9,12 +7,12 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from regqa.audit import log as audit_log
 
 from . import ingest, tasks
-from .forms import UploadForm
+from .forms import MetadataForm, UploadForm
 from .models import Chunk, Document, Page
 
 can_manage = permission_required("documents.manage_documents", raise_exception=True)
@@ -57,38 +55,51 @@ def library_rows(request: HttpRequest) -> HttpResponse:
 @require_POST
 @can_manage
 def upload(request: HttpRequest) -> HttpResponse:
+    """One or more PDFs. Accepted files are stored and queued; each refused file is named with its
+    reason; nothing accepted is lost because another file was refused."""
     form = UploadForm(request.POST, request.FILES)
-    if form.is_valid():
-        upload = form.cleaned_data["file"]
+    if not form.is_valid():
+        return render(request, "documents/library.html", _library_context(form), status=422)
+    accepted, refused = [], []
+    for upload in form.cleaned_data["files"]:
         try:
-            sha256 = ingest.check_upload(upload, upload.size)
+            accepted.append(ingest.accept_upload(upload, form.cleaned_data, request.user))
         except ingest.IngestError as exc:
-            form.add_error("file", str(exc))
-        else:
-            existing = Document.objects.filter(sha256=sha256).first()
-            if existing:
-                form.add_error("file", f"This file is already in the library as “{existing.title}”.")
-            else:
-                with transaction.atomic():
-                    document = Document.objects.create(
-                        title=form.cleaned_data["title"] or Path(upload.name).stem,
-                        original_name=upload.name,
-                        file=upload,
-                        sha256=sha256,
-                        size_bytes=upload.size,
-                        uploaded_by=request.user,
-                    )
-                    transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))
-                    audit_log.record_document("document.uploaded", document, user=request.user)
-                messages.success(request, f"“{document.title}” was uploaded and is being ingested.")
-                return redirect("library")
-    return render(request, "documents/library.html", _library_context(form), status=422)
+            refused.append(f"{upload.name}: {exc}")
+    if not accepted:
+        for reason in refused:
+            form.add_error("files", reason)
+        return render(request, "documents/library.html", _library_context(form), status=422)
+    for document in accepted:
+        messages.success(request, f"“{document.original_name}” was uploaded and is being ingested.")
+    for reason in refused:
+        messages.error(request, f"Not uploaded: {reason}")
+    return redirect("library")
+
+
+@require_http_methods(["GET", "POST"])
+@can_manage
+def edit(request: HttpRequest, pk: int) -> HttpResponse:
+    document = get_object_or_404(Document, pk=pk)
+    form = MetadataForm(request.POST or None, instance=document)
+    if request.method == "POST" and form.is_valid():
+        document = form.save(commit=False)
+        document.title_from_file = False
+        document.save()
+        audit_log.record_document("document.edited", document, user=request.user)
+        messages.success(request, f"“{document.title}” was updated.")
+        return redirect("library")
+    status = 422 if form.errors else 200
+    return render(request, "documents/edit.html", {"form": form, "document": document}, status=status)
 
 
 @require_POST
 @can_manage
 def retry(request: HttpRequest, pk: int) -> HttpResponse:
-    document = get_object_or_404(Document, pk=pk, status=Document.Status.FAILED)
+    document = get_object_or_404(Document, pk=pk)
+    if not document.can_retry:
+        messages.error(request, f"“{document.title}” is {document.get_status_display().lower()}: nothing to retry.")
+        return redirect("library")
     Document.objects.filter(pk=pk).update(status=Document.Status.QUEUED, status_detail="", progress=0)
     audit_log.record_document("document.retried", document, user=request.user)
     transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))

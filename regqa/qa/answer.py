@@ -294,16 +294,20 @@ def parse_model_output(raw: str, partial_answer: str) -> tuple[str, list[int], b
 # The ask flow
 
 
-def start_answer(user, question: str) -> Answer:
-    """Retrieve passages and store them. Returns an Answer that is final if nothing is relevant."""
+def start_answer(user, question: str, filters: dict | None = None) -> Answer:
+    """Retrieve passages and store them. Returns an Answer that is final if nothing is relevant.
+    `filters` (issuer, jurisdiction, doc_type, effective_from/until) restrict the documents."""
+    from .forms import filtered_documents
+
     question = question.strip()
+    filters = filters or {}
     started = time.perf_counter()
-    passages = retrieve(question)
+    passages = retrieve(question, documents=filtered_documents(filters))
     retrieval_ms = (time.perf_counter() - started) * 1000
     stored = [
         p.as_dict() | {"n": i + 1, "sent_to_model": i < settings.CONTEXT_PASSAGES} for i, p in enumerate(passages)
     ]
-    answer = Answer(user=user, question=question, passages=stored, retrieval_ms=round(retrieval_ms, 1))
+    answer = Answer(user=user, question=question, passages=stored, filters=filters, retrieval_ms=round(retrieval_ms, 1))
     if not is_covered(passages):
         answer.status = Answer.Status.NOT_COVERED
         answer.answer_text = NOT_COVERED_MESSAGE

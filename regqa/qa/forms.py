@@ -1,5 +1,20 @@
+from __future__ import annotations
+
 from django import forms
 from django.conf import settings
+
+from regqa.documents.models import Document
+
+
+def _choices(field: str) -> list[tuple[str, str]]:
+    values = (
+        Document.objects.filter(status=Document.Status.READY)
+        .exclude(**{field: ""})
+        .order_by(field)
+        .values_list(field, flat=True)
+        .distinct()
+    )
+    return [("", "any")] + [(v, v) for v in values]
 
 
 class AskForm(forms.Form):
@@ -11,9 +26,46 @@ class AskForm(forms.Form):
         ),
         error_messages={"required": "Please type a question."},
     )
+    # Optional filters: which documents the question is asked of.
+    issuer = forms.ChoiceField(label="Regulator / issuer", required=False)
+    jurisdiction = forms.ChoiceField(required=False)
+    doc_type = forms.ChoiceField(label="Document type", required=False)
+    effective_from = forms.DateField(
+        label="In effect from", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    effective_until = forms.DateField(
+        label="In effect until", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    FILTERS = ("issuer", "jurisdiction", "doc_type", "effective_from", "effective_until")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("issuer", "jurisdiction", "doc_type"):
+            self.fields[name].choices = _choices(name)
 
     def clean_question(self) -> str:
         question = self.cleaned_data["question"]
         if sum(c.isalnum() for c in question) < 3:
             raise forms.ValidationError("Please type a question in words.")
         return question
+
+    def filters(self) -> dict:
+        """The filters that were set, as strings (stored with the answer)."""
+        data = getattr(self, "cleaned_data", {})
+        return {k: str(data[k]) for k in self.FILTERS if data.get(k)}
+
+
+def filtered_documents(filters: dict) -> list[int] | None:
+    """Ids of the ready documents the filters select (None: no filter, every document)."""
+    if not filters:
+        return None
+    documents = Document.objects.filter(status=Document.Status.READY)
+    for name in ("issuer", "jurisdiction", "doc_type"):
+        if filters.get(name):
+            documents = documents.filter(**{name: filters[name]})
+    if filters.get("effective_from"):
+        documents = documents.filter(effective_date__gte=filters["effective_from"])
+    if filters.get("effective_until"):
+        documents = documents.filter(effective_date__lte=filters["effective_until"])
+    return list(documents.values_list("pk", flat=True))

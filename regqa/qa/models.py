@@ -23,6 +23,7 @@ class Answer(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     passages = models.JSONField(default=list)
+    filters = models.JSONField(default=dict, blank=True)  # document filters the question was asked with
     answer_text = models.TextField(blank=True)
     citations = models.JSONField(default=list)
     # Sentence-by-sentence citation check (verify.py) and the five-criteria quality check (quality.py).

@@ -32,6 +32,7 @@ class Passage:
     score: float
     external_id: str = ""
     document_sha256: str = ""  # which version of the document the passage came from
+    document_version: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,8 +47,11 @@ def fuse(rankings: list[list[int]], weights: list[float]) -> list[int]:
     return sorted(scores, key=lambda chunk_id: -scores[chunk_id])
 
 
-def retrieve(question: str, k: int | None = None, mode: str | None = None) -> list[Passage]:
-    """The best k passages of ready documents, best first.
+def retrieve(
+    question: str, k: int | None = None, mode: str | None = None, documents: list[int] | None = None
+) -> list[Passage]:
+    """The best k passages of ready documents, best first; `documents` restricts the search to
+    those document ids (the ask page's filters).
 
     Ids without a live chunk (a document deleted a moment ago) are skipped, so the indexes being
     briefly ahead of the database never shows a dead passage.
@@ -56,12 +60,16 @@ def retrieve(question: str, k: int | None = None, mode: str | None = None) -> li
     mode = mode or settings.RETRIEVAL_MODE
     n = max(settings.RETRIEVAL_CANDIDATES, k)
     query = embed.embed_query(question)
+    only = None
+    if documents is not None:
+        only = list(Chunk.objects.filter(document__in=documents).values_list("pk", flat=True))
     rankings, weights = [], []
     if mode in ("hybrid", "dense"):
-        rankings.append([chunk_id for chunk_id, _ in index.get_index().search(query, n)])
+        rankings.append([chunk_id for chunk_id, _ in index.get_index().search(query, n, only)])
         weights.append(settings.FUSION_DENSE_WEIGHT)
     if mode in ("hybrid", "bm25"):
-        rankings.append([chunk_id for chunk_id, _ in lexical.get_lexical_index().search(question, n)])
+        allowed = set(only) if only is not None else None
+        rankings.append([chunk_id for chunk_id, _ in lexical.get_lexical_index().search(question, n, allowed)])
         weights.append(settings.FUSION_LEXICAL_WEIGHT)
     ranked = fuse(rankings, weights)[: k * 2]
     chunks = Chunk.objects.select_related("document").in_bulk(ranked)
@@ -83,6 +91,7 @@ def retrieve(question: str, k: int | None = None, mode: str | None = None) -> li
                 score=round(similarity, 4),
                 external_id=chunk.external_id,
                 document_sha256=chunk.document.sha256,
+                document_version=chunk.document.version,
             )
         )
         if len(passages) == k:

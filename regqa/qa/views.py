@@ -40,10 +40,10 @@ def ask(request: HttpRequest) -> HttpResponse:
         # Show the errors in place of the form, not in the result area the form targets.
         response = render(request, "qa/ask.html#form", {"form": form}, status=422)
         return reswap(retarget(response, "#ask-form"), "outerHTML")
-    answer = answering.start_answer(request.user, form.cleaned_data["question"])
+    answer = answering.start_answer(request.user, form.cleaned_data["question"], form.filters())
     if not request.htmx:
         return redirect("answer_detail", pk=answer.pk)
-    return render(request, "qa/ask.html#result", {"answer": answer, "form": AskForm()})
+    return render(request, "qa/ask.html#result", {"answer": answer})
 
 
 def _own_answer(request: HttpRequest, pk: int) -> Answer:
