@@ -13,6 +13,7 @@ if [[ -z "${REGQA_SECRET_KEY:-}" ]]; then
   export REGQA_SECRET_KEY=$(cat "$key_file")
 fi
 
+bash scripts/ocr-deps.sh
 $PY manage.py migrate --noinput | grep -v '^  Applying' || true
 $PY manage.py bootstrap --demo-users
 $PY manage.py ingest_pdfs fixtures/pdfs

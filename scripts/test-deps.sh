@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What the browser tests need beyond Python packages: Debian's Chromium (Playwright drives it;
-# it never downloads a browser of its own).
+# What the tests need beyond Python packages: Debian's Chromium (Playwright drives it; it never
+# downloads a browser of its own) and OCR (ocrmypdf, tesseract) for the scanned-PDF test.
 set -euo pipefail
 if [[ ! -x /usr/bin/chromium ]]; then
   echo "==> installing Debian's chromium for the browser tests"
@@ -8,3 +8,4 @@ if [[ ! -x /usr/bin/chromium ]]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+bash "$(dirname "$0")/ocr-deps.sh"

@@ -75,3 +75,57 @@ def test_analyst_logs_in_asks_and_sees_a_cited_answer(live_server, users, browse
     # the citation opens the cited page with the passage highlighted
     page.goto(live_server.url + href)
     assert page.locator("mark").count() == 1
+
+
+def test_admin_uploads_two_pdfs_and_watches_them_become_ready(live_server, users, browser_page):
+    import threading
+    import time
+
+    from django.db import connection
+    from django_tasks_db.management.commands.db_worker import Worker
+
+    page = browser_page
+    page.goto(f"{live_server.url}/documents/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/documents/")
+
+    page.set_input_files("#id_files", [str(PDFS / "12cfr212.pdf"), str(PDFS / "12cfr215.pdf")])
+    assert page.locator("#chosen-files li").count() == 2  # the chosen files are listed
+    page.fill("#id_issuer", "Federal Reserve Board")
+    page.select_option("#id_sensitivity", "public")
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_selector("#documents tr[data-status]")
+    rows = page.locator("#documents tbody tr[data-status]")
+    assert rows.count() == 2
+    assert {rows.nth(i).get_attribute("data-status") for i in range(2)} <= {"queued", "processing"}
+    page.evaluate("window.notReloaded = true")
+
+    stop = threading.Event()
+
+    def work() -> None:  # django-tasks-db's worker, as `manage.py db_worker` runs it (minus signals)
+        options = {"queue_names": ["default"], "interval": 0.5, "batch": True, "backend_name": "default"}
+        options |= {"startup_delay": False, "max_tasks": None, "worker_id": "test", "excluded_queue_names": []}
+        try:
+            while not stop.is_set():
+                Worker(**options).run()
+                time.sleep(0.5)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        # progress shows while they are ingested, without reloading the page
+        page.wait_for_selector("#documents progress", timeout=60_000)
+        page.wait_for_function(
+            "document.querySelectorAll('#documents tr[data-status=ready]').length === 2", timeout=180_000
+        )
+    finally:
+        stop.set()
+        worker.join()
+    assert page.evaluate("window.notReloaded") is True
+    text = page.inner_text("#documents")
+    assert text.count("Ready") == 2 and "Federal Reserve Board" in text and "Public" in text
+    assert Document.objects.filter(status=Document.Status.READY, sensitivity="public").count() == 2
