@@ -11,6 +11,7 @@ import logging
 import re
 import shutil
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -332,6 +333,15 @@ def ingest_document(document_id: int) -> Document:
     added, removed = index.repair()  # what a killed worker may have left behind
     if added or removed:
         log.warning("index repaired before document %s: %s added, %s removed", document_id, added, removed)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = round(now - clock, 3)
+        clock = now
+
     try:
         titles: list[str] = []
         pages = read_pdf_pages(Path(document.file.path), titles)
@@ -339,16 +349,21 @@ def ingest_document(document_id: int) -> Document:
             from_metadata = titles[0] if titles and len(titles[0]) > 3 else ""
             document.title = from_metadata or first_heading(pages) or document.title
             Document.objects.filter(pk=document_id).update(title=document.title)
+        lap("extract")
         _set_progress(document_id, 10, f"Parsed {len(pages)} pages; cutting passages")
         drafts = chunk_pages(pages)
+        lap("chunk")
 
         def embedded(done: int) -> None:
             share = 10 + int(85 * done / max(len(drafts), 1))
             _set_progress(document_id, share, f"Parsed {len(pages)} pages; embedded {done} of {len(drafts)} passages")
 
         vectors = embed_texts([embedding_text(d.section, d.text, document.title) for d in drafts], embedded)
+        lap("embed")
         _set_progress(document_id, 96, f"Indexing {len(drafts)} passages")
         store_chunks(document, drafts, vectors, pages)
+        lap("index")
+        Document.objects.filter(pk=document_id).update(timings=timings)
     except IngestError as exc:
         log.info("document %s rejected: %s", document_id, exc)
         status = Document.Status.NEEDS_OCR if exc.needs_ocr else Document.Status.FAILED

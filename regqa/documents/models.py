@@ -46,6 +46,8 @@ class Document(models.Model):
     # Written with every progress step: a document "processing" with an old heartbeat lost its
     # worker (killed, crashed) and may be retried.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Seconds spent per ingestion step (extract, chunk, embed, index), for the library and bench/.
+    timings = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

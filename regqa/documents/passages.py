@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,7 @@ def import_group(
     existing = Document.objects.filter(sha256=sha256).first()
     if existing and existing.status == Document.Status.READY:
         return existing, False
+    started = time.perf_counter()
     sections = sections_for(group.records)
     kept = [(r, section) for r, section in zip(group.records, sections, strict=True) if r.text.strip()]
     drafts = [
@@ -107,8 +109,16 @@ def import_group(
         reported = done
 
     try:
+        chunked = time.perf_counter()
         vectors = embed_texts([embedding_text(d.section, d.text, title) for d in drafts], embedded)
+        embedded_at = time.perf_counter()
         store_chunks(document, drafts, vectors)
+        timings = {
+            "chunk": round(chunked - started, 3),
+            "embed": round(embedded_at - chunked, 3),
+            "index": round(time.perf_counter() - embedded_at, 3),
+        }
+        Document.objects.filter(pk=document.pk).update(timings=timings)
     except Exception as exc:
         Document.objects.filter(pk=document.pk).update(
             status=Document.Status.FAILED, status_detail=f"Import failed: {exc}"
