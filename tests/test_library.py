@@ -336,3 +336,16 @@ def test_a_scan_is_ocred_when_ocr_is_installed_and_marked_needs_ocr_when_not(fak
     document = ingest_document(stored("scan", scanned_pdf(tmp_path)).pk)
     assert document.status == Document.Status.READY, document.status_detail
     assert "liquid assets" in document.chunks.get().text.lower()
+
+
+def test_embedding_shortest_first_returns_vectors_in_the_callers_order(fake_embedder, settings):
+    from regqa.documents.ingest import embed_texts
+
+    from .fakes import hashed_embedding
+
+    settings.EMBEDDING_BATCH_SIZE = 1  # several batches
+    texts = [f"{'long ' * (i % 7)}passage number {i} about capital" for i in range(23)]
+    done = []
+    vectors = embed_texts(texts, done.append)
+    assert np.array_equal(vectors, hashed_embedding(texts))
+    assert done[-1] == len(texts)

@@ -378,14 +378,23 @@ def ingest_document(document_id: int) -> Document:
 
 
 def embed_texts(texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Embed in batches, calling progress(number done) after each batch."""
+    """Embed in batches, calling progress(number done) after each batch.
+
+    Texts are embedded shortest first, as one sentence-transformers call over everything would:
+    batches of similar length need little padding (measured: 72% -> see docs/benchmarks.md of
+    the raw throughput on ObliQA passages without it, whose lengths vary a lot)."""
+    if not texts:
+        return np.zeros((0, embed.DIMENSIONS), dtype="float32")
+    order = np.argsort([len(t) for t in texts], kind="stable")
     parts = []
     step = settings.EMBEDDING_BATCH_SIZE * 4
     for start in range(0, len(texts), step):
-        parts.append(embed.embed_passages(texts[start : start + step]))
+        parts.append(embed.embed_passages([texts[i] for i in order[start : start + step]]))
         if progress:
             progress(min(start + step, len(texts)))
-    return np.vstack(parts) if parts else np.zeros((0, embed.DIMENSIONS), dtype="float32")
+    vectors = np.empty((len(texts), embed.DIMENSIONS), dtype="float32")
+    vectors[order] = np.vstack(parts)
+    return vectors
 
 
 def store_chunks(
