@@ -349,3 +349,51 @@ def test_embedding_shortest_first_returns_vectors_in_the_callers_order(fake_embe
     vectors = embed_texts(texts, done.append)
     assert np.array_equal(vectors, hashed_embedding(texts))
     assert done[-1] == len(texts)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_ingest_leaves_a_consistent_retryable_document(tmp_path):
+    """A real process, killed with SIGKILL while it embeds a 62-page PDF; then a retry."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import PDFS
+
+    env = os.environ | {
+        "REGQA_DATA_DIR": str(tmp_path),
+        "REGQA_SECRET_KEY": "test",
+        "DJANGO_SETTINGS_MODULE": "regqa.settings",
+        "REGQA_INGEST_STALLED_SECONDS": "10",
+    }
+    env.pop("DATABASE_URL", None)
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True)
+    worker = subprocess.Popen([*manage, "ingest_pdfs", str(PDFS / "12cfr208.pdf"), "--now"], env=env)
+    db = tmp_path / "db.sqlite3"
+    deadline = time.monotonic() + 120
+    progress = 0
+    while time.monotonic() < deadline and progress < 30:
+        time.sleep(0.2)
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT status, progress FROM documents_document").fetchone()
+        progress = row[1] if row and row[0] == "processing" else 0
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert progress >= 30, "the worker never reached the embedding step"
+
+    script = (
+        "import time; from regqa.documents.models import Document; from regqa.documents import index;"
+        "from regqa.documents.ingest import ingest_document;"
+        "d = Document.objects.get(); assert d.status == 'processing' and d.chunks.count() == 0, d.status;"
+        "assert not d.can_retry; time.sleep(11); d.refresh_from_db(); assert d.can_retry and d.is_stalled;"
+        "d = ingest_document(d.pk); assert d.status == 'ready', d.status_detail;"
+        "print('ready', d.chunk_count)"
+    )
+    done = subprocess.run([*manage, "shell", "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "ready" in done.stdout, done.stderr[-2000:]
+    check = subprocess.run([*manage, "index", "check"], env=env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
