@@ -164,6 +164,8 @@ def test_unsupported_sentences_are_marked_and_the_quality_check_is_shown(client_
     assert answer.verification["status"] == "partial"
     assert [s["supported"] for s in answer.verification["sentences"]] == [True, False]
     assert set(answer.quality) == set(quality.CRITERIA) and answer.check_ms is not None
+    assert answer.quality_min == min(v["score"] for v in answer.quality.values())
+    assert list(answer.documents.all()) == [rulebook]
     html = events[-1][1]
     assert html.count('class="sentence supported"') == 1 and html.count('class="sentence unsupported"') == 1
     assert "1 of 2 sentences are supported" in html

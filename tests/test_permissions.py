@@ -72,9 +72,21 @@ def test_home_sends_each_role_to_its_start_page(client_for):
 
 @pytest.mark.django_db
 def test_auditor_filters_the_answer_log(client_for, users):
-    AnswerFactory(user=users["analyst"], question="Capital buffers?", model_name="big.gguf")
-    AnswerFactory(user=users["analyst"], question="Liquidity rules?", status="not_covered")
-    AnswerFactory(user=users["admin"], question="Capital for admins?")
+    from regqa.documents.models import Document
+
+    rulebook = Document.objects.create(title="Rulebook", sha256="r" * 64)
+    first = AnswerFactory(
+        user=users["analyst"],
+        question="Capital buffers?",
+        model_name="big.gguf",
+        verification={"status": "verified"},
+        quality_min=4,
+    )
+    first.documents.add(rulebook)
+    AnswerFactory(user=users["analyst"], question="Liquidity rules?", status="not_covered", quality_min=1)
+    AnswerFactory(
+        user=users["admin"], question="Capital for admins?", verification={"status": "partial"}, quality_min=2
+    )
     client = client_for("auditor")
 
     def shown(**params) -> list[str]:
@@ -85,6 +97,9 @@ def test_auditor_filters_the_answer_log(client_for, users):
     assert shown(model="big.gguf") == ["Capital buffers?"]
     assert shown(status="not_covered") == ["Liquidity rules?"]
     assert shown(since="2999-01-01") == []
+    assert shown(document=rulebook.pk) == ["Capital buffers?"]
+    assert sorted(shown(quality=2)) == ["Capital for admins?", "Liquidity rules?"]
+    assert shown(verification="partial") == ["Capital for admins?"]
     assert client.get(reverse("answer_log"), {"until": "not a date"}).status_code == 400
     # the CSV export takes the same filters as the page
     export = b"".join(client.get(reverse("answer_log_csv"), {"q": "capital"}).streaming_content).decode()

@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
+from regqa.documents.models import Document
 from regqa.qa.models import Answer
 
 from . import export
@@ -32,7 +33,13 @@ def answer_log(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "audit/log.html",
-        {"page": page, "args": request.GET, "query": query.urlencode(), "statuses": Answer.Status.choices},
+        {
+            "page": page,
+            "args": request.GET,
+            "query": query.urlencode(),
+            "statuses": Answer.Status.choices,
+            "documents": Document.objects.order_by("title").only("pk", "title", "version"),
+        },
     )
 
 
@@ -51,6 +58,12 @@ def _filtered_answers(request: HttpRequest):
         answers = answers.filter(status=status)
     if args["text"]:
         answers = answers.filter(question__icontains=args["text"])
+    if (document := request.GET.get("document", "")).isdigit():
+        answers = answers.filter(documents=document)
+    if (quality := request.GET.get("quality", "")).isdigit():
+        answers = answers.filter(quality_min__lte=int(quality))
+    if verification := request.GET.get("verification"):
+        answers = answers.filter(verification__status=verification)
     return answers
 
 
@@ -63,7 +76,7 @@ def log_entry(request: HttpRequest, pk: int) -> HttpResponse:
 
 ANSWER_CSV_COLUMNS = [
     "id", "created_at", "user", "question", "status", "answer", "citations", "passages",
-    "model", "retrieval_ms", "first_token_ms", "total_ms", "error",
+    "model", "retrieval_ms", "first_token_ms", "total_ms", "error", "verification", "quality_min", "quality",
 ]  # fmt: skip
 
 
@@ -81,7 +94,8 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
             yield [
                 a.pk, a.created_at.isoformat(), a.user.username, a.question, a.status, a.answer_text,
                 json.dumps(a.citations), json.dumps(passages), a.model_name, a.retrieval_ms,
-                a.first_token_ms, a.total_ms, a.error,
+                a.first_token_ms, a.total_ms, a.error, a.verification.get("status", ""), a.quality_min,
+                json.dumps({k: v["score"] for k, v in a.quality.items()}),
             ]  # fmt: skip
 
     filters = {k: v for k, v in request.GET.items() if v}

@@ -313,7 +313,9 @@ def start_answer(user, question: str, filters: dict | None = None) -> Answer:
         answer.answer_text = NOT_COVERED_MESSAGE
         answer.quality = {"retrieval_strength": quality_check.retrieval_strength(stored)}
         answer.total_ms = answer.retrieval_ms
+    answer.quality_min = quality_check.lowest_score(answer.quality)
     answer.save()
+    answer.documents.set({p.document_id for p in passages})
     if answer.is_final:
         audit_log.record_answer(answer)
     return answer
@@ -404,6 +406,7 @@ def stream_answer(answer: Answer) -> Iterator[tuple[str, str]]:
         answer.error = f"The local model failed while writing the answer: {exc}"
     finally:
         answer.total_ms = round(retrieval_ms + (time.perf_counter() - started) * 1000, 1)
+        answer.quality_min = quality_check.lowest_score(answer.quality)
         answer.save()
         audit_log.record_answer(answer, prompt=messages, model_sha256=model_sha256())
 

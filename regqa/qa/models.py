@@ -23,12 +23,15 @@ class Answer(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     passages = models.JSONField(default=list)
+    # The documents the passages came from (for the auditors' filter; the snapshot above is the record).
+    documents = models.ManyToManyField("documents.Document", blank=True, related_name="answers")
     filters = models.JSONField(default=dict, blank=True)  # document filters the question was asked with
     answer_text = models.TextField(blank=True)
     citations = models.JSONField(default=list)
     # Sentence-by-sentence citation check (verify.py) and the five-criteria quality check (quality.py).
     verification = models.JSONField(default=dict, blank=True)
     quality = models.JSONField(default=dict, blank=True)
+    quality_min = models.PositiveSmallIntegerField(null=True, blank=True, db_index=True)  # lowest score
     model_name = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     retrieval_ms = models.FloatField(null=True, blank=True)

@@ -139,6 +139,7 @@ def validate(quality: dict) -> dict:
     return quality
 
 
-def lowest(quality: dict) -> tuple[str, int] | None:
-    scored = [(k, v["score"]) for k, v in quality.items() if k in CRITERIA]
-    return min(scored, key=lambda kv: kv[1]) if scored else None
+def lowest_score(quality: dict) -> int | None:
+    """The lowest of the scores (what the auditors' "quality at most" filter looks at)."""
+    scores = [v["score"] for k, v in quality.items() if k in CRITERIA]
+    return min(scores) if scores else None
