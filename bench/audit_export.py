@@ -11,33 +11,22 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from throwaway import setup_django
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    os.environ["REGQA_DATA_DIR"] = tempfile.mkdtemp(prefix="regqa-bench-audit-")
-    os.environ.setdefault("REGQA_SECRET_KEY", "bench-only")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "regqa.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    setup_django("regqa-bench-audit-")
     from django.utils import timezone
 
     from regqa.audit import export, log
     from regqa.audit.models import AuditEvent
 
-    call_command("migrate", verbosity=0)
     passage = {"document_title": "ADGM Rulebook", "page_start": 3, "score": 0.71, "text": "word " * 60}
     started = time.perf_counter()
     previous, batch = log.GENESIS, []

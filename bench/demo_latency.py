@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from throwaway import ROOT, setup_django
+
 QUESTIONS = [
     "Under Regulation O, what kinds of business entity count as a company?",
     "What is the Federal Reserve's longer-run inflation goal?",
@@ -33,15 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="GGUF file (default: REGQA_LLM_MODEL or the packaged default)")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    os.environ["REGQA_DATA_DIR"] = tempfile.mkdtemp(prefix="regqa-bench-")
-    os.environ.setdefault("REGQA_SECRET_KEY", "bench-only")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "regqa.settings")
-    if args.model:
-        os.environ["REGQA_LLM_MODEL"] = args.model
-    import django
-
-    django.setup()
+    setup_django(**({"REGQA_LLM_MODEL": args.model} if args.model else {}))
     from io import StringIO
 
     from django.contrib.auth import get_user_model
@@ -50,7 +40,6 @@ def main() -> None:
     from regqa.documents.models import Document
     from regqa.qa.answer import answer_question, warm_up
 
-    call_command("migrate", verbosity=0)
     call_command("bootstrap", "--demo-users", stdout=StringIO())
     from regqa.documents import embed
 

@@ -14,26 +14,11 @@ between extraction, chunking, embedding and indexing. Uses a throwaway data dire
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def setup() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ["REGQA_DATA_DIR"] = tempfile.mkdtemp(prefix="regqa-bench-")
-    os.environ.setdefault("REGQA_SECRET_KEY", "bench-only")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "regqa.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from throwaway import ROOT, setup_django
 
 
 def raw_encode(texts: list[str]) -> float:
@@ -136,7 +121,7 @@ def main() -> None:
     parser.add_argument("--passages", type=Path, help="JSON Lines passages (e.g. the ObliQA corpus)")
     parser.add_argument("--limit", type=int, default=2000, help="passages: only the first N records")
     args = parser.parse_args()
-    setup()
+    setup_django()
     from regqa.documents.embed import get_model
 
     get_model()  # loading the model is not throughput
