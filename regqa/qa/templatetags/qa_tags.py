@@ -23,6 +23,14 @@ def passage_url(passage: dict, span: list[int] | tuple[int, int] | None = None) 
 
 
 @register.filter
+def addresses_model(passage: dict) -> bool:
+    """Whether the passage holds text addressed to an AI model (withheld from the prompt)."""
+    from regqa.qa.answer import INJECTION
+
+    return bool(INJECTION.search(passage.get("text", "")))
+
+
+@register.filter
 def page_link(passage: dict) -> str:
     return passage_url(passage)
 
