@@ -327,12 +327,16 @@ def ingest_document(document_id: int) -> Document:
     never a crash. Running it again (a retry after a failure or a killed worker) starts over:
     `store_chunks` replaces whatever an earlier attempt left."""
     document = Document.objects.get(pk=document_id)
+    retried = document.heartbeat_at is not None  # an earlier attempt ran (and failed or died)
     Document.objects.filter(pk=document_id).update(
         status=Document.Status.PROCESSING, progress=1, status_detail="Reading PDF text", heartbeat_at=timezone.now()
     )
-    added, removed = index.repair()  # what a killed worker may have left behind
-    if added or removed:
-        log.warning("index repaired before document %s: %s added, %s removed", document_id, added, removed)
+    if retried:
+        # A killed worker may have written index entries whose rows it never committed. Only on a
+        # retry: with several workers, another one's ingestion is briefly in that state too.
+        added, removed = index.repair()
+        if added or removed:
+            log.warning("index repaired before document %s: %s added, %s removed", document_id, added, removed)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
