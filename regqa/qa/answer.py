@@ -25,7 +25,7 @@ from regqa.audit import log as audit_log
 
 from . import quality as quality_check
 from .models import Answer
-from .retrieve import is_covered, retrieve
+from .retrieve import filtered_documents, is_covered, retrieve
 from .verify import CITATION, content_terms, passage_spans, verify_answer
 
 log = logging.getLogger("regqa.answer")
@@ -317,8 +317,6 @@ def parse_model_output(raw: str, partial_answer: str) -> tuple[str, list[int], b
 def start_answer(user, question: str, filters: dict | None = None) -> Answer:
     """Retrieve passages and store them. Returns an Answer that is final if nothing is relevant.
     `filters` (issuer, jurisdiction, doc_type, effective_from/until) restrict the documents."""
-    from .forms import filtered_documents
-
     question = question.strip()
     filters = filters or {}
     started = time.perf_counter()

@@ -54,18 +54,3 @@ class AskForm(forms.Form):
         """The filters that were set, as strings (stored with the answer)."""
         data = getattr(self, "cleaned_data", {})
         return {k: str(data[k]) for k in self.FILTERS if data.get(k)}
-
-
-def filtered_documents(filters: dict) -> list[int] | None:
-    """Ids of the ready documents the filters select (None: no filter, every document)."""
-    if not filters:
-        return None
-    documents = Document.objects.filter(status=Document.Status.READY)
-    for name in ("issuer", "jurisdiction", "doc_type"):
-        if filters.get(name):
-            documents = documents.filter(**{name: filters[name]})
-    if filters.get("effective_from"):
-        documents = documents.filter(effective_date__gte=filters["effective_from"])
-    if filters.get("effective_until"):
-        documents = documents.filter(effective_date__lte=filters["effective_until"])
-    return list(documents.values_list("pk", flat=True))

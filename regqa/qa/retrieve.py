@@ -102,3 +102,18 @@ def retrieve(
 def is_covered(passages: list[Passage]) -> bool:
     """Whether some passage is close enough to the question to be worth answering from."""
     return any(p.score >= settings.MIN_RELEVANCE for p in passages)
+
+
+def filtered_documents(filters: dict) -> list[int] | None:
+    """Ids of the ready documents the filters select (None: no filter, every document)."""
+    if not filters:
+        return None
+    documents = Document.objects.filter(status=Document.Status.READY)
+    for name in ("issuer", "jurisdiction", "doc_type"):
+        if filters.get(name):
+            documents = documents.filter(**{name: filters[name]})
+    if filters.get("effective_from"):
+        documents = documents.filter(effective_date__gte=filters["effective_from"])
+    if filters.get("effective_until"):
+        documents = documents.filter(effective_date__lte=filters["effective_until"])
+    return list(documents.values_list("pk", flat=True))
