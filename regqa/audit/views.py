@@ -38,6 +38,11 @@ def answer_log(request: HttpRequest) -> HttpResponse:
             "args": request.GET,
             "query": query.urlencode(),
             "statuses": Answer.Status.choices,
+            "escalation_choices": [
+                ("yes", "sent to the large model"),
+                ("no", "not sent"),
+                ("refused", "refused by policy"),
+            ],
             "documents": Document.objects.order_by("title").only("pk", "title", "version"),
         },
     )
@@ -64,6 +69,13 @@ def _filtered_answers(request: HttpRequest):
         answers = answers.filter(quality_min__lte=int(quality))
     if verification := request.GET.get("verification"):
         answers = answers.filter(verification__status=verification)
+    escalated = request.GET.get("escalated")
+    if escalated == "yes":  # sent to the large model (answered or failed)
+        answers = answers.filter(escalation_state__in=["done", "failed"])
+    elif escalated == "no":
+        answers = answers.exclude(escalation_state__in=["done", "failed"])
+    elif escalated == "refused":
+        answers = answers.filter(escalation_state="refused")
     return answers
 
 
@@ -71,12 +83,13 @@ def _filtered_answers(request: HttpRequest):
 @can_audit
 def log_entry(request: HttpRequest, pk: int) -> HttpResponse:
     answer = get_object_or_404(Answer.objects.select_related("user"), pk=pk)
-    return render(request, "audit/entry.html", {"answer": answer})
+    return render(request, "audit/entry.html", {"answer": answer, "escalations": answer.escalations.order_by("pk")})
 
 
 ANSWER_CSV_COLUMNS = [
     "id", "created_at", "user", "question", "status", "answer", "citations", "passages",
     "model", "retrieval_ms", "first_token_ms", "total_ms", "error", "verification", "quality_min", "quality",
+    "answered_by", "routing", "routing_reasons", "policy_version", "escalation",
 ]  # fmt: skip
 
 
@@ -96,6 +109,8 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
                 json.dumps(a.citations), json.dumps(passages), a.model_name, a.retrieval_ms,
                 a.first_token_ms, a.total_ms, a.error, a.verification.get("status", ""), a.quality_min,
                 json.dumps({k: v["score"] for k, v in a.quality.items()}),
+                a.answered_by, a.routing.get("action", ""), "; ".join(a.routing.get("reasons", [])),
+                a.routing.get("policy_version", ""), a.escalation_state,
             ]  # fmt: skip
 
     filters = {k: v for k, v in request.GET.items() if v}

@@ -335,8 +335,51 @@ def start_answer(user, question: str, filters: dict | None = None) -> Answer:
     answer.save()
     answer.documents.set({p.document_id for p in passages})
     if answer.is_final:
+        route_answer(answer)
         audit_log.record_answer(answer)
     return answer
+
+
+def route_answer(answer: Answer) -> None:
+    """Apply the escalation policy to a finished local answer (escalate.decide). A routing
+    failure never costs the analyst the local answer: it is logged and noted on the answer."""
+    from . import escalate
+
+    try:
+        escalate.decide(answer)
+    except Exception as exc:
+        log.exception("answer %s: routing failed", answer.pk)
+        answer.routing = {"action": "local", "reasons": [f"routing failed: {exc}"], "policy_version": None}
+        answer.save(update_fields=["routing"])
+
+
+def settle(answer: Answer, text: str, cited: list[int], found: bool, passages: list[dict]) -> None:
+    """Check a model's answer against the passages it was given and set the answer's status,
+    text, citations, verification and quality check from the result.
+
+    The check decides, with the model's verdict as a tie-breaker: the default model's verdict
+    hardly tells answerable from unanswerable questions (docs/benchmarks.md). Declined: an
+    answer with no supported sentence, one that says the passages lack the answer, or one the
+    model doubts that is not fully supported. Its draft is kept.
+    """
+    verification = (
+        verify_answer(text, passages, answer.question) | {"model_says_passages_answer": found} if text else {}
+    )
+    doubted = not found and verification.get("status") != "verified"
+    numbers = {p["n"] for p in passages}
+    if not text or verification["status"] == "unverified" or REFUSAL.search(text) or doubted:
+        answer.status = Answer.Status.NOT_COVERED
+        answer.answer_text = NOT_COVERED_MESSAGE
+        answer.citations = []
+        answer.verification = verification | {"declined_text": text} if text else {}
+        answer.quality = {"retrieval_strength": quality_check.retrieval_strength(passages)}
+    else:
+        answer.status = Answer.Status.ANSWERED
+        answer.answer_text = text
+        answer.citations = [{"n": n, "valid": n in numbers} for n in cited]
+        answer.verification = verification
+        answer.quality = quality_check.check_quality(answer.question, text, verification, passages)
+    answer.quality_min = quality_check.lowest_score(answer.quality)
 
 
 def stream_answer(answer: Answer) -> Iterator[tuple[str, str]]:
@@ -386,27 +429,10 @@ def stream_answer(answer: Answer) -> Iterator[tuple[str, str]]:
         finally:
             _generate_lock.release()
         text, cited, found = parse_model_output("".join(raw), "".join(pieces))
-        verification = {}
         if text:
             yield "status", "Checking the citations..."
-            checked = time.perf_counter()
-            verification = verify_answer(text, sent, answer.question) | {"model_says_passages_answer": found}
-        # The check decides, with the model's verdict as a tie-breaker: the default model's verdict
-        # hardly tells answerable from unanswerable questions (docs/benchmarks.md). Declined: an
-        # answer with no supported sentence, one that says the passages lack the answer, or one
-        # the model doubts that is not fully supported. Its draft is kept.
-        doubted = not found and verification.get("status") != "verified"
-        if not text or verification["status"] == "unverified" or REFUSAL.search(text) or doubted:
-            answer.status = Answer.Status.NOT_COVERED
-            answer.answer_text = NOT_COVERED_MESSAGE
-            answer.verification = verification | {"declined_text": text}
-            answer.quality = {"retrieval_strength": quality_check.retrieval_strength(sent)}
-        else:
-            answer.status = Answer.Status.ANSWERED
-            answer.answer_text = text
-            answer.citations = [{"n": n, "valid": 1 <= n <= len(sent)} for n in cited]
-            answer.verification = verification
-            answer.quality = quality_check.check_quality(answer.question, text, verification, sent)
+        checked = time.perf_counter()
+        settle(answer, text, cited, found, sent)
         if text:
             answer.check_ms = round((time.perf_counter() - checked) * 1000, 1)
     except ModelUnavailable as exc:
@@ -426,6 +452,7 @@ def stream_answer(answer: Answer) -> Iterator[tuple[str, str]]:
         answer.total_ms = round(retrieval_ms + (time.perf_counter() - started) * 1000, 1)
         answer.quality_min = quality_check.lowest_score(answer.quality)
         answer.save()
+        route_answer(answer)
         audit_log.record_answer(answer, prompt=messages, model_sha256=model_sha256())
 
 
@@ -434,5 +461,10 @@ def answer_question(user, question: str) -> Answer:
     answer = start_answer(user, question)
     if answer.status == Answer.Status.PENDING:
         for _ in stream_answer(answer):
+            pass
+    if answer.escalation_state == "pending":
+        from .escalate import stream_escalation
+
+        for _ in stream_escalation(answer):
             pass
     return answer

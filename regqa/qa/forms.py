@@ -54,3 +54,57 @@ class AskForm(forms.Form):
         """The filters that were set, as strings (stored with the answer)."""
         data = getattr(self, "cleaned_data", {})
         return {k: str(data[k]) for k in self.FILTERS if data.get(k)}
+
+
+class PolicyForm(forms.ModelForm):
+    """A new version of the escalation policy, started from the one in force."""
+
+    allowed_groups = forms.MultipleChoiceField(
+        label="Roles that may escalate", required=False, widget=forms.CheckboxSelectMultiple
+    )
+    redact_patterns = forms.MultipleChoiceField(
+        label="Redact before sending",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        choices=[
+            ("email", "E-mail addresses"),
+            ("phone", "Phone numbers"),
+            ("iban", "IBANs"),
+            ("account", "Account numbers (8-17 digits)"),
+            ("card", "Card numbers (checked with Luhn)"),
+            ("national_id", "National IDs (US SSN, UK NI, Emirates ID)"),
+        ],
+    )
+
+    class Meta:
+        from .models import EscalationPolicy
+
+        model = EscalationPolicy
+        fields = [
+            "mode", "allowed_groups", "max_sensitivity", "redact_patterns", "redact_terms",
+            "user_daily_escalations", "global_daily_escalations", "user_daily_tokens", "global_daily_tokens",
+            "min_retrieval_score", "min_groundedness", "min_citation_accuracy", "escalate_on_decline",
+            "escalate_complex", "note",
+        ]  # fmt: skip
+        widgets = {"redact_terms": forms.Textarea(attrs={"rows": 4})}
+
+    def __init__(self, *args, **kwargs):
+        from django.contrib.auth.models import Group
+
+        super().__init__(*args, **kwargs)
+        names = sorted(set(Group.objects.values_list("name", flat=True)) | {"superuser"})
+        self.fields["allowed_groups"].choices = [(n, n) for n in names]
+        for name in ("min_retrieval_score", "min_groundedness", "min_citation_accuracy"):
+            self.fields[name].validators.append(_at_most_5)
+            self.fields[name].widget.attrs["max"] = 5
+
+    def clean(self):
+        data = super().clean()
+        if data.get("mode") != "off" and not data.get("allowed_groups"):
+            self.add_error("allowed_groups", "Choose at least one role, or switch escalation off.")
+        return data
+
+
+def _at_most_5(value: int) -> None:
+    if value > 5:
+        raise forms.ValidationError("Scores run from 1 to 5 (0 turns the trigger off).")

@@ -4,6 +4,15 @@ from django.conf import settings
 from django.db import models
 
 
+class EscalationState(models.TextChoices):
+    NONE = "", "Not escalated"
+    PENDING = "pending", "Waiting for the large model"
+    STREAMING = "streaming", "The large model is writing"
+    DONE = "done", "Answered by the large model"
+    FAILED = "failed", "The large model failed; local answer kept"
+    REFUSED = "refused", "Escalation refused by policy"
+
+
 class Answer(models.Model):
     """One question asked by one user, and everything RegQA did to answer it.
 
@@ -38,6 +47,11 @@ class Answer(models.Model):
     first_token_ms = models.FloatField(null=True, blank=True)
     total_ms = models.FloatField(null=True, blank=True)
     check_ms = models.FloatField(null=True, blank=True)  # time taken by verification and quality check
+    # Routing (routing.py): the decision with its reasons and policy version, the local answer when
+    # the large model replaced it, and notices such as "the large model could not be reached".
+    routing = models.JSONField(default=dict, blank=True)
+    escalation_state = models.CharField(max_length=20, choices=EscalationState.choices, blank=True, db_index=True)
+    answered_by = models.CharField(max_length=10, default="local")  # "local" or "large"
 
     class Meta:
         ordering = ["-created_at"]
@@ -63,3 +77,108 @@ class Answer(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in (self.Status.ANSWERED, self.Status.NOT_COVERED, self.Status.FAILED)
+
+    @property
+    def escalated(self) -> bool:
+        return self.escalation_state in (EscalationState.DONE, EscalationState.FAILED)
+
+
+class EscalationPolicy(models.Model):
+    """What may be sent to the large model. Never edited: every change is a new row (a new
+    version) with who made it and when; the newest row is the policy in force."""
+
+    class Mode(models.TextChoices):
+        OFF = "off", "Off: never escalate"
+        ON_REQUEST = "on_request", "On request: an analyst asks for it"
+        AUTOMATIC = "automatic", "Automatic: when the triggers say so, or on request"
+
+    mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.OFF)
+    allowed_groups = models.JSONField(default=list, blank=True, help_text="Groups (roles) whose members may escalate.")
+    max_sensitivity = models.CharField(
+        "highest classification that may be sent",
+        max_length=20,
+        choices=[
+            ("public", "Public"),
+            ("internal", "Internal"),
+            ("confidential", "Confidential"),
+            ("restricted", "Restricted"),
+        ],
+        default="public",
+    )
+    redact_patterns = models.JSONField(default=list, blank=True, help_text="Built-in identifier patterns to redact.")
+    redact_terms = models.TextField(blank=True, help_text="Also redact these terms (client names...), one per line.")
+    user_daily_escalations = models.PositiveIntegerField(default=20)
+    global_daily_escalations = models.PositiveIntegerField(default=200)
+    user_daily_tokens = models.PositiveIntegerField("tokens sent per user per day", default=50_000)
+    global_daily_tokens = models.PositiveIntegerField("tokens sent per day in all", default=500_000)
+    min_retrieval_score = models.PositiveSmallIntegerField(
+        default=3, help_text="Escalate when retrieval strength scores below this (1-5; 0 turns the trigger off)."
+    )
+    min_groundedness = models.PositiveSmallIntegerField(
+        default=3, help_text="Escalate when groundedness scores below this (1-5; 0: off)."
+    )
+    min_citation_accuracy = models.PositiveSmallIntegerField(
+        default=3, help_text="Escalate when citation accuracy scores below this (1-5; 0: off)."
+    )
+    escalate_on_decline = models.BooleanField(default=True, help_text="Escalate when the local model declines.")
+    escalate_complex = models.BooleanField(
+        default=True, help_text="Escalate questions that compare documents or need several steps."
+    )
+    note = models.CharField("reason for the change", max_length=300, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        permissions = [("manage_policy", "Can change the escalation policy")]
+
+    def __str__(self) -> str:
+        return f"policy v{self.pk or 0} ({self.mode})"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("An escalation policy is never changed: save a new version instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Escalation policy versions are kept.")
+
+    @property
+    def version(self) -> int:
+        return self.pk or 0
+
+    @property
+    def terms(self) -> list[str]:
+        return [t.strip() for t in self.redact_terms.splitlines() if t.strip()]
+
+
+class Escalation(models.Model):
+    """One request to the large model: exactly what left the building and what came back."""
+
+    class Status(models.TextChoices):
+        SENT = "sent", "Sent"
+        ANSWERED = "answered", "Answered"
+        FAILED = "failed", "Failed"
+
+    answer = models.ForeignKey(Answer, on_delete=models.PROTECT, related_name="escalations")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="escalations")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.SENT)
+    policy_version = models.PositiveIntegerField()
+    requested = models.BooleanField(default=False)  # asked for by the analyst, not triggered
+    base_url = models.CharField(max_length=300)
+    model = models.CharField(max_length=200)
+    sent = models.JSONField(default=list)  # the chat messages, redacted, exactly as sent
+    received = models.TextField(blank=True)  # the reply as received (placeholders not restored)
+    redactions = models.JSONField(default=dict, blank=True)  # placeholder kind -> count
+    tokens_sent = models.PositiveIntegerField(default=0)  # reported by the server, else estimated
+    tokens_received = models.PositiveIntegerField(default=0)
+    first_token_ms = models.FloatField(null=True, blank=True)
+    total_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"escalation {self.pk} of answer {self.answer_id} ({self.status})"

@@ -33,6 +33,7 @@ class Passage:
     external_id: str = ""
     document_sha256: str = ""  # which version of the document the passage came from
     document_version: int = 1
+    sensitivity: str = "internal"  # the document's classification, which governs escalation
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +93,7 @@ def retrieve(
                 external_id=chunk.external_id,
                 document_sha256=chunk.document.sha256,
                 document_version=chunk.document.version,
+                sensitivity=chunk.document.sensitivity,
             )
         )
         if len(passages) == k:

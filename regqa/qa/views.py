@@ -8,12 +8,15 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.html import escape
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
+from regqa.audit import log as audit_log
+
 from . import answer as answering
-from .forms import AskForm
-from .models import Answer
+from . import escalate as escalating
+from .forms import AskForm, PolicyForm
+from .models import Answer, EscalationPolicy, EscalationState
 
 can_ask = permission_required("qa.ask_question", raise_exception=True)
 
@@ -81,6 +84,70 @@ def answer_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+@require_POST
+@can_ask
+def escalate(request: HttpRequest, pk: int) -> HttpResponse:
+    """The analyst asks for the large model on a finished answer; the policy decides."""
+    answer = get_object_or_404(Answer, pk=pk, user=request.user)
+    busy = answer.escalation_state in (EscalationState.PENDING, EscalationState.STREAMING)
+    if not answer.is_final or busy or answer.answered_by == "large":
+        return HttpResponse("This answer cannot be sent to the large model now.", status=409)
+    decision = escalating.decide(answer, requested=True)
+    if decision.action == "refuse":
+        audit_log.record(
+            "answer.escalation_refused",
+            f"Escalation refused: {answer.question[:200]}",
+            user=request.user,
+            data={"answer_id": answer.pk, "policy_version": decision.policy_version, "reasons": decision.reasons},
+        )
+    if not request.htmx:
+        return redirect("answer_detail", pk=answer.pk)
+    return render(request, "qa/ask.html#answer", {"answer": answer})
+
+
+@require_GET
+@can_ask
+def escalation_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """Server-sent events of the large model's answer, then "done" with the whole answer."""
+    answer = get_object_or_404(Answer, pk=pk, user=request.user)
+
+    def events() -> Iterator[str]:
+        for kind, text in escalating.stream_escalation(answer):
+            yield _sse(kind, escape(text))
+        answer.refresh_from_db()
+        yield _sse("done", render_to_string("qa/ask.html#answer", {"answer": answer}, request=request))
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("qa.manage_policy", raise_exception=True)
+def policy(request: HttpRequest) -> HttpResponse:
+    """The escalation policy: every save is a new version; earlier versions stay listed."""
+    current = escalating.current_policy()
+    if request.method == "POST":
+        form = PolicyForm(request.POST)
+        if form.is_valid():
+            new = form.save(commit=False)
+            new.created_by = request.user
+            new.save()
+            audit_log.record_policy(new, request.user)
+            return redirect("policy")
+    else:
+        form = PolicyForm(instance=current if current.pk else None, initial={"note": ""})
+        form.initial["note"] = ""
+    versions = EscalationPolicy.objects.select_related("created_by")[:50]
+    return render(
+        request,
+        "qa/policy.html",
+        {"form": form, "current": current, "versions": versions, "large_model": escalating.endpoint_label()},
+        status=200 if request.method == "GET" or form.is_valid() else 422,
+    )
 
 
 @require_GET

@@ -82,3 +82,11 @@ def cited(answer) -> SafeString:
             )
         )
     return mark_safe(" ".join(out))
+
+
+@register.filter
+def may_escalate(answer, user) -> bool:
+    """Whether to offer this user the "ask the large model" button on this answer."""
+    from regqa.qa.escalate import may_request
+
+    return may_request(answer, user)

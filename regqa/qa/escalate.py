@@ -1,0 +1,236 @@
+"""Escalation to the large model: the policy in force, today's usage, the OpenAI-compatible
+client, and the flow that streams the large model's answer into the answer the analyst sees.
+
+The decision itself is `routing.route` (pure); this module feeds it from the database and
+carries it out. If the large model is down, slow or fails, the analyst keeps the local answer
+with a notice, and the failure is logged and audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from datetime import time as day_start
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from regqa.audit import log as audit_log
+from regqa.documents.models import Document
+
+from .answer import settle
+from .models import Answer, Escalation, EscalationPolicy, EscalationState
+from .redact import restore
+from .routing import Decision, Usage, route
+from .verify import CITATION
+
+log = logging.getLogger("regqa.escalate")
+
+NOT_COVERED = "NOT COVERED"
+
+
+class LargeModelError(Exception):
+    """The large model could not be reached or failed; the message says how, for the analyst."""
+
+
+def current_policy() -> EscalationPolicy:
+    """The newest policy version; before any is saved, escalation is off (version 0)."""
+    return EscalationPolicy.objects.order_by("-pk").first() or EscalationPolicy(mode=EscalationPolicy.Mode.OFF)
+
+
+def usage_today(user) -> Usage:
+    since = timezone.make_aware(datetime.combine(timezone.localdate(), day_start.min))
+    today = Escalation.objects.filter(created_at__gte=since)
+    mine = today.filter(user=user)
+    total = models.Sum("tokens_sent")
+    return Usage(
+        user_escalations=mine.count(),
+        user_tokens=mine.aggregate(t=total)["t"] or 0,
+        global_escalations=today.count(),
+        global_tokens=today.aggregate(t=total)["t"] or 0,
+    )
+
+
+def endpoint_label() -> str:
+    return f"{settings.LARGE_LLM_MODEL} at {settings.LARGE_LLM_BASE_URL}" if settings.LARGE_LLM_BASE_URL else ""
+
+
+def _passages_now(answer: Answer) -> list[dict]:
+    """The passages the local model had, with each document's classification as it is now
+    (an admin may have reclassified it since the question; a deleted document counts as restricted)."""
+    sent = [p for p in answer.passages if p.get("sent_to_model")]
+    current = dict(Document.objects.filter(pk__in={p["document_id"] for p in sent}).values_list("pk", "sensitivity"))
+    return [p | {"sensitivity": current.get(p["document_id"], "restricted")} for p in sent]
+
+
+def decide(answer: Answer, *, requested: bool = False) -> Decision:
+    """Route a finished local answer under the policy in force and store the decision on it."""
+    policy = current_policy()
+    groups = set(answer.user.groups.values_list("name", flat=True))
+    if answer.user.is_superuser:
+        groups.add("superuser")
+    decision = route(
+        answer.question,
+        _passages_now(answer),
+        answer.status,
+        answer.quality,
+        groups,
+        policy,
+        usage_today(answer.user),
+        requested=requested,
+        endpoint=settings.LARGE_LLM_BASE_URL,
+    )
+    answer.routing = {k: v for k, v in answer.routing.items() if k == "local"} | decision.as_dict()
+    answer.routing["decided_at"] = timezone.now().isoformat()
+    answer.routing["mode"] = policy.mode
+    if decision.action == "escalate":
+        answer.escalation_state = EscalationState.PENDING
+    elif decision.action == "refuse":
+        answer.escalation_state = EscalationState.REFUSED
+    else:
+        answer.escalation_state = EscalationState.NONE
+    answer.save(update_fields=["routing", "escalation_state"])
+    return decision
+
+
+def may_request(answer: Answer, user) -> bool:
+    """Whether to offer the analyst the "ask the large model" button on this answer."""
+    if answer.user_id != user.pk or not answer.is_final or answer.answered_by == "large":
+        return False
+    if answer.escalation_state in (EscalationState.PENDING, EscalationState.STREAMING):
+        return False
+    policy = current_policy()
+    groups = set(user.groups.values_list("name", flat=True)) | ({"superuser"} if user.is_superuser else set())
+    return policy.mode != "off" and bool(set(policy.allowed_groups) & groups) and bool(settings.LARGE_LLM_BASE_URL)
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+
+
+def client():
+    from openai import OpenAI
+
+    return OpenAI(
+        base_url=settings.LARGE_LLM_BASE_URL,
+        api_key=settings.LARGE_LLM_API_KEY or "not-needed",  # local servers take any key
+        timeout=settings.LARGE_LLM_TIMEOUT,
+        max_retries=settings.LARGE_LLM_RETRIES,  # the openai client backs off exponentially
+    )
+
+
+def stream_chat(messages: list[dict], usage: dict | None = None) -> Iterator[str]:
+    """Yield the large model's reply as it is written. Fills `usage` (prompt/completion tokens)
+    when the server reports them. Raises LargeModelError with a reason an analyst can read."""
+    import openai
+
+    try:
+        stream = client().chat.completions.create(
+            model=settings.LARGE_LLM_MODEL,
+            messages=messages,
+            temperature=0.0,
+            max_tokens=settings.LARGE_LLM_MAX_TOKENS,
+            stream=True,
+        )
+        for chunk in stream:
+            if getattr(chunk, "usage", None) and usage is not None:
+                usage["prompt_tokens"] = chunk.usage.prompt_tokens or 0
+                usage["completion_tokens"] = chunk.usage.completion_tokens or 0
+            if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
+                yield chunk.choices[0].delta.content
+    except openai.APITimeoutError as exc:
+        raise LargeModelError(f"the large model did not answer within {settings.LARGE_LLM_TIMEOUT:g} s") from exc
+    except openai.APIConnectionError as exc:
+        raise LargeModelError(f"the large model at {settings.LARGE_LLM_BASE_URL} cannot be reached") from exc
+    except openai.APIStatusError as exc:
+        raise LargeModelError(f"the large model returned an error (HTTP {exc.status_code})") from exc
+    except openai.OpenAIError as exc:
+        raise LargeModelError(f"the large model failed: {exc}") from exc
+
+
+def parse_reply(text: str) -> tuple[str, list[int], bool]:
+    """(answer, cited passage numbers, found) from the large model's plain-text reply."""
+    text = text.strip()
+    if not text or text.upper().startswith(NOT_COVERED):
+        return "", [], False
+    cited: list[int] = []
+    for match in CITATION.finditer(text):
+        for number in match.group(1).split(","):
+            if int(number) not in cited:
+                cited.append(int(number))
+    return text, cited, True
+
+
+# ---------------------------------------------------------------------------------------------
+# The flow
+
+
+LOCAL_FIELDS = ["model_name", "status", "answer_text", "citations", "verification", "quality", "quality_min"]
+
+
+def stream_escalation(answer: Answer) -> Iterator[tuple[str, str]]:
+    """Send the stored decision's payload to the large model and stream its answer, yielding
+    ("status"|"token", text). Only one stream may run an escalation (like stream_answer)."""
+    claimed = Answer.objects.filter(pk=answer.pk, escalation_state=EscalationState.PENDING).update(
+        escalation_state=EscalationState.STREAMING
+    )
+    if not claimed:
+        return
+    answer.refresh_from_db()
+    decision = answer.routing
+    escalation = Escalation.objects.create(
+        answer=answer,
+        user=answer.user,
+        policy_version=decision["policy_version"],
+        requested=decision.get("requested", False),
+        base_url=settings.LARGE_LLM_BASE_URL,
+        model=settings.LARGE_LLM_MODEL,
+        sent=decision["messages"],
+        redactions=decision.get("redactions", {}),
+        tokens_sent=decision.get("estimated_tokens", 0),
+    )
+    yield "status", f"Asking the large model ({settings.LARGE_LLM_MODEL}): {'; '.join(decision['reasons'])}."
+    started = time.perf_counter()
+    pieces: list[str] = []
+    usage: dict = {}
+    try:
+        for piece in stream_chat(decision["messages"], usage):
+            if not pieces:
+                escalation.first_token_ms = round((time.perf_counter() - started) * 1000, 1)
+            pieces.append(piece)
+            yield "token", piece
+        escalation.received = "".join(pieces)
+        text, cited, found = parse_reply(restore(escalation.received, decision.get("placeholders", {})))
+        local = {f: getattr(answer, f) for f in LOCAL_FIELDS}
+        sent = [p for p in answer.passages if p["n"] in set(decision["sent_passages"])]
+        yield "status", "Checking the large model's citations..."
+        settle(answer, text, cited, found, sent)
+        answer.routing["local"] = local
+        answer.answered_by = "large"
+        answer.model_name = f"{settings.LARGE_LLM_MODEL} (large model)"
+        answer.escalation_state = EscalationState.DONE
+        escalation.status = Escalation.Status.ANSWERED
+    except LargeModelError as exc:
+        log.warning("answer %s: escalation failed: %s", answer.pk, exc)
+        escalation.received = "".join(pieces)
+        escalation.status = Escalation.Status.FAILED
+        escalation.error = str(exc)
+        answer.escalation_state = EscalationState.FAILED
+        answer.routing["notice"] = f"The large model could not answer ({exc}). This is the local model's answer."
+    except GeneratorExit:
+        escalation.status = Escalation.Status.FAILED
+        escalation.error = "Stopped: the browser disconnected before the large model finished."
+        answer.escalation_state = EscalationState.FAILED
+        answer.routing["notice"] = "The large model's answer was interrupted. This is the local model's answer."
+        raise
+    finally:
+        escalation.total_ms = round((time.perf_counter() - started) * 1000, 1)
+        if usage.get("prompt_tokens"):
+            escalation.tokens_sent = usage["prompt_tokens"]
+        escalation.tokens_received = usage.get("completion_tokens") or sum(len(p) for p in pieces) // 4
+        escalation.save()
+        answer.save()
+        audit_log.record_escalation(answer, escalation)
