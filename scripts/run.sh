@@ -23,6 +23,18 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 $PY manage.py db_worker --interval 1 &
 pids+=($!)
+# The large model for escalation. Point REGQA_LARGE_LLM_BASE_URL at a real OpenAI-compatible
+# endpoint to use one; otherwise the demo serves a packaged GGUF model (REGQA_LARGE_GGUF, default:
+# the local default model) with llama-cpp-python's OpenAI-compatible server on 127.0.0.1.
+if [[ -z "${REGQA_LARGE_LLM_BASE_URL:-}" && "${REGQA_LARGE_SERVER:-on}" != "off" ]]; then
+  large_port=${REGQA_LARGE_PORT:-8001}
+  large_gguf=${REGQA_LARGE_GGUF:-$($PY manage.py shell -c 'from django.conf import settings; print(settings.LLM_MODEL_PATH)')}
+  $PY -m llama_cpp.server --model "$large_gguf" --model_alias large --host 127.0.0.1 --port "$large_port" \
+    --n_ctx 4096 --n_threads 2 --n_threads_batch 2 --verbose False &
+  pids+=($!)
+  export REGQA_LARGE_LLM_BASE_URL="http://127.0.0.1:$large_port/v1" REGQA_LARGE_LLM_MODEL=large
+  echo "Large model for escalation: $(basename "$large_gguf") at $REGQA_LARGE_LLM_BASE_URL"
+fi
 # One process (the models are loaded once), threads for concurrent pages and answer streams.
 .venv/bin/gunicorn regqa.wsgi --config scripts/gunicorn.conf.py --bind "$HOST:$PORT" \
   --access-logfile - --log-level warning &

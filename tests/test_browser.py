@@ -129,3 +129,36 @@ def test_admin_uploads_two_pdfs_and_watches_them_become_ready(live_server, users
     text = page.inner_text("#documents")
     assert text.count("Ready") == 2 and "Federal Reserve Board" in text and "Public" in text
     assert Document.objects.filter(status=Document.Status.READY, sensitivity="public").count() == 2
+
+
+def test_analyst_asks_for_the_large_model_and_watches_its_answer_stream_in(
+    live_server, users, browser_page, large_model, tmp_path
+):
+    """The whole escalation in a browser: the real local model answers, the analyst asks for the
+    large model (a real llama_cpp.server), its answer streams into the same view."""
+    from regqa.qa.models import EscalationPolicy
+
+    document = Document.objects.create(title="12 CFR 215 (Regulation O)", sha256="3" * 64, sensitivity="public")
+    document.file.save("12cfr215.pdf", ContentFile((PDFS / "12cfr215.pdf").read_bytes()))
+    assert ingest_document(document.pk).status == Document.Status.READY
+    EscalationPolicy.objects.create(mode="on_request", allowed_groups=["Analysts"], max_sensitivity="internal")
+
+    page = browser_page
+    page.goto(f"{live_server.url}/ask/")
+    page.fill("#id_username", "analyst")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/ask/")
+    page.fill("#id_question", "What is the lending limit for loans to executive officers?")
+    page.click("#ask-form button")
+    page.wait_for_selector(".answer[data-status]", timeout=120_000)
+    assert "Answered locally" in page.inner_text(".routing")
+
+    page.click("form.escalate button")
+    page.wait_for_selector(".routing[data-escalation=done]", timeout=180_000)
+    page.screenshot(path=str(tmp_path / "escalated.png"), full_page=True)
+    routing = page.inner_text(".routing")
+    assert "Answered by the large model" in routing and "the analyst asked for the large model" in routing
+    assert "The local model's answer" in routing
+    assert "large (large model)" in page.inner_text(".answer .meta")
+    assert len(large_model.requests) == 1

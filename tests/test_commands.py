@@ -44,3 +44,8 @@ def test_bootstrap_creates_roles_and_demo_users_with_a_stable_password(settings)
     assert authenticate(username="analyst", password=password) is not None
     analyst = users.get(username="analyst")
     assert analyst.has_perm("qa.ask_question") and not analyst.has_perm("documents.manage_documents")
+    from regqa.qa.models import EscalationPolicy
+
+    policy = EscalationPolicy.objects.get()  # one demo policy, not one per run
+    assert policy.mode == "on_request" and policy.allowed_groups == ["Analysts", "Admins"]
+    assert users.get(username="admin").has_perm("qa.manage_policy") and not analyst.has_perm("qa.manage_policy")

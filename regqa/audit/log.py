@@ -150,7 +150,7 @@ def record_escalation(answer, escalation) -> AuditEvent:
     )
 
 
-def record_policy(policy, user) -> AuditEvent:
+def record_policy(policy, user, actor: str = "") -> AuditEvent:
     from regqa.qa.models import EscalationPolicy
 
     fields = [f.name for f in EscalationPolicy._meta.fields if f.name not in ("id", "created_by", "created_at")]
@@ -158,6 +158,7 @@ def record_policy(policy, user) -> AuditEvent:
         "policy.changed",
         f"Escalation policy v{policy.version}: {policy.get_mode_display()}",
         user=user,
+        actor=actor,
         data={"version": policy.version, **{name: getattr(policy, name) for name in fields}},
     )
 

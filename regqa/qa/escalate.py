@@ -228,6 +228,7 @@ def stream_escalation(answer: Answer) -> Iterator[tuple[str, str]]:
         raise
     finally:
         escalation.total_ms = round((time.perf_counter() - started) * 1000, 1)
+        answer.routing["large_ms"] = {"first_token": escalation.first_token_ms, "total": escalation.total_ms}
         if usage.get("prompt_tokens"):
             escalation.tokens_sent = usage["prompt_tokens"]
         escalation.tokens_received = usage.get("completion_tokens") or sum(len(p) for p in pieces) // 4

@@ -1,4 +1,5 @@
-"""Create the roles and, with --demo-users, the demo accounts admin / analyst / auditor."""
+"""Create the roles and, with --demo-users, the demo accounts admin / analyst / auditor and a
+first escalation policy (on request, for analysts and admins) if none exists."""
 
 from __future__ import annotations
 
@@ -48,3 +49,17 @@ class Command(BaseCommand):
                 user.save()
             user.groups.set([groups[group]])
         self.stdout.write(f"Demo users admin, analyst, auditor; password: {password}")
+        from regqa.audit import log as audit_log
+        from regqa.qa.models import EscalationPolicy
+        from regqa.qa.redact import PATTERN_NAMES
+
+        if not EscalationPolicy.objects.exists():
+            policy = EscalationPolicy.objects.create(
+                mode=EscalationPolicy.Mode.ON_REQUEST,
+                allowed_groups=[roles.ANALYSTS, roles.ADMINS],
+                max_sensitivity="internal",
+                redact_patterns=PATTERN_NAMES,
+                note="demo policy created by bootstrap --demo-users",
+            )
+            audit_log.record_policy(policy, None, actor="bootstrap")
+            self.stdout.write(f"Escalation policy v{policy.version}: on request, for Analysts and Admins")
