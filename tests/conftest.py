@@ -103,41 +103,19 @@ def llama_server():
     """A real OpenAI-compatible large-model server (llama_cpp.server) on 127.0.0.1, serving a
     packaged GGUF model (REGQA_TEST_LARGE_MODEL, default: the default local model), stopped after."""
     import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
 
     from django.conf import settings
+
+    from regqa.qa.llama_server import ServerFailed, serve
 
     model = Path(os.environ.get("REGQA_TEST_LARGE_MODEL", str(settings.LLM_MODEL_PATH)))
     if not model.is_file():
         pytest.fail(f"{model} does not exist: run `make setup` (make test does).")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "large"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"]
-    command += ["--n_threads_batch", "2", "--verbose", "False"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=2).read()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"llama_cpp.server did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.5)
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        with serve(model) as url:
+            yield url
+    except ServerFailed as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

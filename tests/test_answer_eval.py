@@ -81,3 +81,54 @@ def test_a_model_name_that_is_not_cached_is_a_clear_error(tmp_path, settings):
         call_command("evaluate", "answers", "--questions", str(questions), "--model", "qwen2.5-coder-0.5b")
     with pytest.raises(CommandError, match="neither a GGUF file"):
         call_command("evaluate", "answers", "--questions", str(questions), "--model", "gpt-9")
+
+
+@pytest.mark.django_db
+def test_evaluate_routing_runs_three_ways_in_one_run(fake_embedder, fake_llm, tmp_path, settings):
+    from .large_server import start_recorder
+
+    call_command("import_passages", str(PASSAGES), "--document-name", "Rulebook", verbosity=0)
+    reference = "A Relevant Person must appoint a Money Laundering Reporting Officer resident in the country."
+    questions = tmp_path / "questions.jsonl"
+    rows = [
+        # a comparison: the router escalates it; the other stays local
+        {"qid": "q1", "question": "Compare who must appoint a Money Laundering Reporting Officer and why."},
+        {"qid": "q2", "question": "Who must appoint a Money Laundering Reporting Officer?"},
+    ]
+    questions.write_text(
+        "".join(json.dumps(r | {"answer": reference, "gold": [{"passage_id": "p-mlro"}]}) + "\n" for r in rows)
+    )
+    fake_llm.reply = reply("A Relevant Person must appoint an officer [1].", [1])
+    large = start_recorder("reply", reply="A Relevant Person must appoint a Money Laundering Reporting Officer [1].")
+    settings.LARGE_LLM_BASE_URL = large.url
+    out, report = io.StringIO(), tmp_path / "routing.json"
+    try:
+        call_command(
+            "evaluate", "routing", "--questions", str(questions), "--json", str(report), stdout=out, verbosity=0
+        )
+    finally:
+        large.stop()
+
+    result = json.loads(report.read_text())
+    assert len(large.requests) == 2  # always-large asks the large model every question
+    assert "Money Laundering Reporting Officer" in large.sent_text()
+    assert result["routed"]["escalated_share"] == 0.5
+    routed = result["routed"]["per_question"]
+    assert [r["escalated"] for r in routed] == [True, False]
+    assert "compares" in routed[0]["reasons"][0]
+    assert routed[0]["answer"] == result["large"]["per_question"][0]["answer"]
+    assert routed[1]["answer"] == result["local"]["per_question"][1]["answer"]
+    assert result["large"]["token_f1"] > result["local"]["token_f1"]
+    assert result["local"]["token_f1"] < result["routed"]["token_f1"] < result["large"]["token_f1"]
+    assert "escalated 50.0% of answerable questions" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_evaluate_routing_without_a_large_model_is_a_clear_error(fake_llm, tmp_path, settings):
+    from django.core.management.base import CommandError
+
+    settings.LARGE_LLM_BASE_URL = ""
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"qid": "1", "question": "x?"}\n')
+    with pytest.raises(CommandError, match="no large model"):
+        call_command("evaluate", "routing", "--questions", str(questions), verbosity=0)

@@ -314,7 +314,7 @@ def parse_model_output(raw: str, partial_answer: str) -> tuple[str, list[int], b
 # The ask flow
 
 
-def start_answer(user, question: str, filters: dict | None = None) -> Answer:
+def start_answer(user, question: str, filters: dict | None = None, route: bool = True) -> Answer:
     """Retrieve passages and store them. Returns an Answer that is final if nothing is relevant.
     `filters` (issuer, jurisdiction, doc_type, effective_from/until) restrict the documents."""
     question = question.strip()
@@ -335,7 +335,8 @@ def start_answer(user, question: str, filters: dict | None = None) -> Answer:
     answer.save()
     answer.documents.set({p.document_id for p in passages})
     if answer.is_final:
-        route_answer(answer)
+        if route:
+            route_answer(answer)
         audit_log.record_answer(answer)
     return answer
 
@@ -382,7 +383,7 @@ def settle(answer: Answer, text: str, cited: list[int], found: bool, passages: l
     answer.quality_min = quality_check.lowest_score(answer.quality)
 
 
-def stream_answer(answer: Answer) -> Iterator[tuple[str, str]]:
+def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str]]:
     """Run the local model for a pending answer, yielding ("status"|"token", text) events.
 
     Only one stream may write an answer: a second connection for the same answer (a browser
@@ -452,15 +453,17 @@ def stream_answer(answer: Answer) -> Iterator[tuple[str, str]]:
         answer.total_ms = round(retrieval_ms + (time.perf_counter() - started) * 1000, 1)
         answer.quality_min = quality_check.lowest_score(answer.quality)
         answer.save()
-        route_answer(answer)
+        if route:
+            route_answer(answer)
         audit_log.record_answer(answer, prompt=messages, model_sha256=model_sha256())
 
 
-def answer_question(user, question: str) -> Answer:
-    """The whole ask flow without streaming (commands, evaluation, tests)."""
-    answer = start_answer(user, question)
+def answer_question(user, question: str, route: bool = True) -> Answer:
+    """The whole ask flow without streaming (commands, evaluation, tests). `route=False` keeps
+    the answer local whatever the policy says (the evaluation measures each way on its own)."""
+    answer = start_answer(user, question, route=route)
     if answer.status == Answer.Status.PENDING:
-        for _ in stream_answer(answer):
+        for _ in stream_answer(answer, route=route):
             pass
     if answer.escalation_state == "pending":
         from .escalate import stream_escalation

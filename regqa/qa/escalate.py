@@ -58,7 +58,7 @@ def endpoint_label() -> str:
     return f"{settings.LARGE_LLM_MODEL} at {settings.LARGE_LLM_BASE_URL}" if settings.LARGE_LLM_BASE_URL else ""
 
 
-def _passages_now(answer: Answer) -> list[dict]:
+def passages_now(answer: Answer) -> list[dict]:
     """The passages the local model had, with each document's classification as it is now
     (an admin may have reclassified it since the question; a deleted document counts as restricted)."""
     sent = [p for p in answer.passages if p.get("sent_to_model")]
@@ -74,7 +74,7 @@ def decide(answer: Answer, *, requested: bool = False) -> Decision:
         groups.add("superuser")
     decision = route(
         answer.question,
-        _passages_now(answer),
+        passages_now(answer),
         answer.status,
         answer.quality,
         groups,
@@ -83,9 +83,15 @@ def decide(answer: Answer, *, requested: bool = False) -> Decision:
         requested=requested,
         endpoint=settings.LARGE_LLM_BASE_URL,
     )
+    apply(answer, decision, policy.mode)
+    return decision
+
+
+def apply(answer: Answer, decision: Decision, mode: str = "") -> None:
+    """Store a routing decision on the answer; an escalation then waits for stream_escalation."""
     answer.routing = {k: v for k, v in answer.routing.items() if k == "local"} | decision.as_dict()
     answer.routing["decided_at"] = timezone.now().isoformat()
-    answer.routing["mode"] = policy.mode
+    answer.routing["mode"] = mode
     if decision.action == "escalate":
         answer.escalation_state = EscalationState.PENDING
     elif decision.action == "refuse":
@@ -93,7 +99,6 @@ def decide(answer: Answer, *, requested: bool = False) -> Decision:
     else:
         answer.escalation_state = EscalationState.NONE
     answer.save(update_fields=["routing", "escalation_state"])
-    return decision
 
 
 def may_request(answer: Answer, user) -> bool:

@@ -169,50 +169,47 @@ def _passage(p: dict) -> Passage:
     return Passage(**{f.name: p.get(f.name, "") for f in fields(Passage)})
 
 
-def evaluate_answers(
-    questions: list[Question], user, unanswerable: list[Question] = (), progress: Callable[[], None] | None = None
-) -> dict:
-    """Ask every question through the full pipeline (retrieve, local model, verification,
-    quality check) and score the answers; `unanswerable` questions should be declined."""
-    from .answer import answer_question, model_name
+def score_answer(answer, q: Question, answerable: bool, file_names: dict[int, str]) -> dict:
+    """One answer's row: status, timings, and (if answered) citation hit, verification, judge
+    scores, token-F1 and ROUGE-L against the reference."""
+    from .models import Answer
+
+    row = {
+        "qid": q.qid,
+        "answerable": answerable,
+        "status": answer.status,
+        "answer": answer.answer_text,
+        "error": answer.error,
+        "first_token_ms": answer.first_token_ms,
+        "total_ms": answer.total_ms,
+        "check_ms": answer.check_ms,
+        "model_ran": bool(answer.model_name),
+    }
+    if answer.status == Answer.Status.ANSWERED:
+        cited = {c["n"] for c in answer.citations if c["valid"]}
+        cited_passages = [_passage(p) for p in answer.passages if p["n"] in cited]
+        row |= {
+            "citation_hit": any(hits_per_rank(cited_passages, q.gold, file_names)) if q.gold else None,
+            "sentences": answer.verification.get("total", 0),
+            "supported": answer.verification.get("supported", 0),
+            "scores": {k: v["score"] for k, v in answer.quality.items()},
+        }
+        if q.reference:
+            row |= {
+                "f1": token_f1(answer.answer_text, q.reference),
+                "rouge_l": rouge_l(answer.answer_text, q.reference),
+            }
+    return row
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarise(per_question: list[dict], model: str) -> dict:
+    """The figures of `evaluate answers` from the rows of score_answer."""
     from .models import Answer
     from .quality import CRITERIA
-
-    file_names = dict(Chunk.objects.values_list("document_id", "document__original_name").distinct().order_by())
-    per_question = []
-    for q, answerable in [(q, True) for q in questions] + [(q, False) for q in unanswerable]:
-        answer = answer_question(user, q.question)
-        row = {
-            "qid": q.qid,
-            "answerable": answerable,
-            "status": answer.status,
-            "answer": answer.answer_text,
-            "error": answer.error,
-            "first_token_ms": answer.first_token_ms,
-            "total_ms": answer.total_ms,
-            "check_ms": answer.check_ms,
-            "model_ran": bool(answer.model_name),
-        }
-        if answer.status == Answer.Status.ANSWERED:
-            cited = {c["n"] for c in answer.citations if c["valid"]}
-            cited_passages = [_passage(p) for p in answer.passages if p["n"] in cited]
-            row |= {
-                "citation_hit": any(hits_per_rank(cited_passages, q.gold, file_names)) if q.gold else None,
-                "sentences": answer.verification.get("total", 0),
-                "supported": answer.verification.get("supported", 0),
-                "scores": {k: v["score"] for k, v in answer.quality.items()},
-            }
-            if q.reference:
-                row |= {
-                    "f1": token_f1(answer.answer_text, q.reference),
-                    "rouge_l": rouge_l(answer.answer_text, q.reference),
-                }
-        per_question.append(row)
-        if progress:
-            progress()
-
-    def mean(values: list[float]) -> float | None:
-        return sum(values) / len(values) if values else None
 
     answerable_rows = [r for r in per_question if r["answerable"]]
     answered = [r for r in answerable_rows if r["status"] == Answer.Status.ANSWERED]
@@ -221,14 +218,17 @@ def evaluate_answers(
     ttft = _median_p95([r["first_token_ms"] for r in ran if r["first_token_ms"]])
     total = _median_p95([r["total_ms"] for r in ran])
     hits = [r["citation_hit"] for r in answered if r.get("citation_hit") is not None]
+    with_reference = [r for r in answerable_rows if "f1" in r or r["status"] != Answer.Status.ANSWERED]
     return {
-        "model": model_name(),
+        "model": model,
         "questions": len(answerable_rows),
         "answered": len(answered),
         "failed": sum(r["status"] == Answer.Status.FAILED for r in per_question),
-        "token_f1": mean([r["f1"] for r in answered if "f1" in r]),
-        "rouge_l": mean([r["rouge_l"] for r in answered if "rouge_l" in r]),
-        "citation_hit_rate": mean([float(h) for h in hits]),
+        "token_f1": _mean([r["f1"] for r in answered if "f1" in r]),
+        # over every answerable question, a declined one scoring 0: compares modes that decline differently
+        "token_f1_all": _mean([r.get("f1", 0.0) for r in with_reference]) if any("f1" in r for r in answered) else None,
+        "rouge_l": _mean([r["rouge_l"] for r in answered if "rouge_l" in r]),
+        "citation_hit_rate": _mean([float(h) for h in hits]),
         "sentences_supported": (
             sum(r["supported"] for r in answered) / max(1, sum(r["sentences"] for r in answered)) if answered else None
         ),
@@ -241,7 +241,7 @@ def evaluate_answers(
         "correct_refusal_rate": (
             sum(r["status"] == Answer.Status.NOT_COVERED for r in probe) / len(probe) if probe else None
         ),
-        "judge": {k: mean([r["scores"][k] for r in answered if k in r["scores"]]) for k in CRITERIA},
+        "judge": {k: _mean([r["scores"][k] for r in answered if k in r["scores"]]) for k in CRITERIA},
         "first_token_ms_median": ttft[0],
         "first_token_ms_p95": ttft[1],
         "total_ms_median": total[0],
@@ -251,3 +251,95 @@ def evaluate_answers(
         ),
         "per_question": per_question,
     }
+
+
+def _file_names() -> dict[int, str]:
+    return dict(Chunk.objects.values_list("document_id", "document__original_name").distinct().order_by())
+
+
+def evaluate_answers(
+    questions: list[Question], user, unanswerable: list[Question] = (), progress: Callable[[], None] | None = None
+) -> dict:
+    """Ask every question through the full pipeline (retrieve, local model, verification,
+    quality check) and score the answers; `unanswerable` questions should be declined.
+    The escalation policy is not applied: this measures the local pipeline."""
+    from .answer import answer_question, model_name
+
+    file_names = _file_names()
+    per_question = []
+    for q, answerable in [(q, True) for q in questions] + [(q, False) for q in unanswerable]:
+        answer = answer_question(user, q.question, route=False)
+        per_question.append(score_answer(answer, q, answerable, file_names))
+        if progress:
+            progress()
+    return summarise(per_question, model_name())
+
+
+def evaluate_routing(
+    questions: list[Question],
+    user,
+    policy,
+    unanswerable: list[Question] = (),
+    progress: Callable[[], None] | None = None,
+) -> dict:
+    """Every question three ways in one run: always local, always large (the configured
+    OpenAI-compatible endpoint, same passages, same redaction), and routed by `policy` in
+    automatic mode (the large answer where the router escalates, else the local one)."""
+    from . import escalate
+    from .answer import answer_question, model_name
+    from .models import Answer
+    from .routing import Usage, route
+
+    file_names = _file_names()
+    rows: dict[str, list[dict]] = {"local": [], "large": [], "routed": []}
+    for q, answerable in [(q, True) for q in questions] + [(q, False) for q in unanswerable]:
+        local = answer_question(user, q.question, route=False)
+        passages = escalate.passages_now(local)
+        common = (q.question, passages, local.status, local.quality, {"evaluation"}, policy, Usage())
+        routed = route(*common, endpoint=escalate.settings.LARGE_LLM_BASE_URL)
+        forced = route(*common, requested=True, endpoint=escalate.settings.LARGE_LLM_BASE_URL)
+        local_row = score_answer(local, q, answerable, file_names)
+        if forced.action == "escalate":
+            large = Answer.objects.create(
+                user=user,
+                question=local.question,
+                passages=local.passages,
+                status=local.status,
+                answer_text=local.answer_text,
+                quality=local.quality,
+                model_name=local.model_name,
+                retrieval_ms=local.retrieval_ms,
+            )
+            escalate.apply(large, forced)
+            for _ in escalate.stream_escalation(large):
+                pass
+            large.refresh_from_db()
+            # time of the large answer: retrieval, then the large model (the local step is not needed)
+            large.first_token_ms = (large.retrieval_ms or 0) + (
+                large.routing.get("large_ms", {}).get("first_token") or 0
+            )
+            large.total_ms = (large.retrieval_ms or 0) + (large.routing.get("large_ms", {}).get("total") or 0)
+            large_row = score_answer(large, q, answerable, file_names) | {"escalation": large.escalation_state}
+        else:  # nothing to send (no passages): the large model cannot answer either
+            large_row = local_row | {"escalation": "not sent: " + "; ".join(forced.reasons)}
+        escalated = routed.action == "escalate"
+        routed_row = (large_row if escalated else local_row) | {"escalated": escalated, "reasons": routed.reasons}
+        if escalated:  # the analyst waits for both models
+            routed_row["total_ms"] = (local_row["total_ms"] or 0) + (large_row["total_ms"] or 0)
+            routed_row["first_token_ms"] = local_row["first_token_ms"]
+        rows["local"].append(local_row)
+        rows["large"].append(large_row)
+        rows["routed"].append(routed_row)
+        if progress:
+            progress()
+    out = {
+        "local": summarise(rows["local"], model_name()),
+        "large": summarise(
+            rows["large"], f"{escalate.settings.LARGE_LLM_MODEL} at {escalate.settings.LARGE_LLM_BASE_URL}"
+        ),
+        "routed": summarise(rows["routed"], "routed"),
+    }
+    answerable_routed = [r for r in rows["routed"] if r["answerable"]]
+    out["routed"]["escalated_share"] = _mean([float(r["escalated"]) for r in answerable_routed])
+    out["routed"]["escalated_share_all"] = _mean([float(r["escalated"]) for r in rows["routed"]])
+    return out

@@ -3,6 +3,9 @@
 python manage.py evaluate retrieval --questions FILE.jsonl [--k 10] [--mode all] [--json OUT]
 python manage.py evaluate answers --questions FILE.jsonl [--unanswerable FILE.jsonl]
                                   [--model NAME_OR_PATH ...] [--limit N] [--json OUT]
+python manage.py evaluate routing --questions FILE.jsonl [--unanswerable FILE.jsonl]
+                                  [--model LOCAL] [--serve-large NAME_OR_PATH | (REGQA_LARGE_LLM_BASE_URL)]
+                                  [--min-retrieval N] [--min-groundedness N] [--min-citation N]
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from tqdm import tqdm
 
 from regqa.documents.embed import embed_query
 from regqa.qa import answer as answering
-from regqa.qa.evaluate import evaluate_answers, evaluate_retrieval, read_questions
+from regqa.qa.evaluate import evaluate_answers, evaluate_retrieval, evaluate_routing, read_questions
+from regqa.qa.llama_server import ServerFailed, serve
+from regqa.qa.models import EscalationPolicy
 from regqa.qa.quality import CRITERIA
+from regqa.qa.redact import PATTERN_NAMES
 from regqa.qa.retrieve import MODES
 
 EVALUATION_USER = "evaluation"
@@ -46,7 +52,7 @@ class Command(BaseCommand):
     help = "Evaluate RegQA's retrieval or answers on questions with gold passages or pages (JSON Lines)."
 
     def add_arguments(self, parser):
-        parser.add_argument("what", choices=["retrieval", "answers"])
+        parser.add_argument("what", choices=["retrieval", "answers", "routing"])
         parser.add_argument("--questions", type=Path, required=True)
         parser.add_argument("--k", type=int, default=10, help="retrieval: the cut-off")
         parser.add_argument(
@@ -64,6 +70,16 @@ class Command(BaseCommand):
             default=[],
             help="answers: a GGUF path or packaged model name; repeat to compare models in one run",
         )
+        parser.add_argument(
+            "--serve-large",
+            metavar="NAME_OR_PATH",
+            help="routing: serve this GGUF as the large model (llama_cpp.server on 127.0.0.1) for the run; "
+            "without it, REGQA_LARGE_LLM_BASE_URL is used",
+        )
+        defaults = EscalationPolicy()
+        for name, field in (("retrieval", "min_retrieval_score"), ("groundedness", "min_groundedness")):
+            parser.add_argument(f"--min-{name}", type=int, default=getattr(defaults, field), dest=field)
+        parser.add_argument("--min-citation", type=int, default=defaults.min_citation_accuracy, dest="min_citation")
         parser.add_argument("--limit", type=int, help="Only the first N questions.")
         parser.add_argument("--json", type=Path, help="Write the figures and per-question results here.")
 
@@ -83,8 +99,10 @@ class Command(BaseCommand):
         embed_query("warm-up")  # model loading is not retrieval latency
         if what == "retrieval":
             results = self.retrieval(items, options["k"], options["mode"], options["verbosity"])
-        else:
+        elif what == "answers":
             results = self.answers(items, options, limit)
+        else:
+            results = self.routing(items, options, limit)
         if options.get("json"):
             options["json"].write_text(json.dumps(results if len(results) > 1 else results[0], indent=1))
 
@@ -123,6 +141,64 @@ class Command(BaseCommand):
             self.stdout.write(self.report(r))
         return results
 
+    def routing(self, items, options, limit: int | None) -> list[dict]:
+        probe = self.read(options["unanswerable"], limit) if options.get("unanswerable") else []
+        if len(options["model"]) > 1:
+            raise CommandError("routing compares one local model with the large one: give --model once")
+        local = model_path(options["model"][0]) if options["model"] else Path(settings.LLM_MODEL_PATH)
+        answering.use_model(local)
+        try:
+            answering.get_llm()
+        except answering.ModelUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+        # Automatic mode, every document allowed (this measures quality, not the sensitivity rules),
+        # redaction on, no budget limit; the thresholds are the policy defaults unless given.
+        policy = EscalationPolicy(
+            mode=EscalationPolicy.Mode.AUTOMATIC,
+            allowed_groups=["evaluation"],
+            max_sensitivity="restricted",
+            redact_patterns=PATTERN_NAMES,
+            user_daily_escalations=10**9,
+            global_daily_escalations=10**9,
+            user_daily_tokens=10**12,
+            global_daily_tokens=10**12,
+            min_retrieval_score=options["min_retrieval_score"],
+            min_groundedness=options["min_groundedness"],
+            min_citation_accuracy=options["min_citation"],
+        )
+        user, _ = get_user_model().objects.get_or_create(username=EVALUATION_USER, defaults={"is_active": False})
+
+        def run() -> dict:
+            with tqdm(total=len(items) + len(probe), desc="routing", unit="q", disable=options["verbosity"] < 1) as bar:
+                return evaluate_routing(items, user, policy, probe, progress=bar.update)
+
+        if options.get("serve_large"):
+            try:
+                with serve(model_path(options["serve_large"]), threads=settings.LLM_THREADS) as url:
+                    settings.LARGE_LLM_BASE_URL, settings.LARGE_LLM_MODEL = url, "large"
+                    result = run()
+            except ServerFailed as exc:
+                raise CommandError(str(exc)) from exc
+        elif settings.LARGE_LLM_BASE_URL:
+            result = run()
+        else:
+            raise CommandError("no large model: set REGQA_LARGE_LLM_BASE_URL or give --serve-large NAME_OR_PATH")
+        for way in ("local", "large", "routed"):
+            self.stdout.write(f"[{way}] " + self.report(result[way]))
+        self.stdout.write(
+            f"routed: escalated {result['routed']['escalated_share']:.1%} of answerable questions "
+            f"({result['routed']['escalated_share_all']:.1%} with the probe); thresholds: retrieval "
+            f"{policy.min_retrieval_score}, groundedness {policy.min_groundedness}, "
+            f"citation {policy.min_citation_accuracy}"
+        )
+        for key, label in (("token_f1_all", "token F1 (all answerable)"), ("citation_hit_rate", "citation hits")):
+            large, routed = result["large"][key], result["routed"][key]
+            if large:
+                self.stdout.write(
+                    f"routed vs always-large, {label}: {routed:.3f} vs {large:.3f} ({routed / large:.1%})"
+                )
+        return [result]
+
     @staticmethod
     def report(r: dict) -> str:
         def pct(value) -> str:
@@ -136,7 +212,8 @@ class Command(BaseCommand):
             [
                 f"model {r['model']}",
                 f"  questions {r['questions']}, answered {r['answered']}, failed {r['failed']}",
-                f"  token F1 {num(r['token_f1'])}, ROUGE-L {num(r['rouge_l'])} (answered questions)",
+                f"  token F1 {num(r['token_f1'])}, ROUGE-L {num(r['rouge_l'])} (answered questions); "
+                f"token F1 over all answerable {num(r['token_f1_all'])}",
                 f"  citations hit a gold passage/page: {pct(r['citation_hit_rate'])} of answered",
                 f"  sentences verified as supported: {pct(r['sentences_supported'])}",
                 f"  false refusals (answerable declined): {pct(r['false_refusal_rate'])}",
