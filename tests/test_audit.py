@@ -87,6 +87,9 @@ def test_answers_are_recorded_with_passages_and_prompt(client_for, rulebook, fak
     assert event.data["passages"][0]["text"].startswith("§ 215.2 Definitions")
     assert event.data["prompt"][1]["content"].startswith("Passages:")
     assert event.data["model"] == "fake-model.gguf"
+    # the routing decision, with the policy version that made it (no policy saved: escalation off)
+    assert event.data["routing"]["action"] == "local" and event.data["routing"]["policy_version"] == 0
+    assert event.data["routing"]["reasons"] == ["escalation is switched off by the policy"]
     assert log.verify().ok
 
 

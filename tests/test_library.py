@@ -137,6 +137,8 @@ def test_a_new_version_supersedes_the_old_one_and_old_answers_keep_their_passage
     assert v1.status == Document.Status.SUPERSEDED and v2.status == Document.Status.READY
     assert index.get_index().ids() == set(v2.chunks.values_list("pk", flat=True))
     assert v1.chunks.count() == 1  # kept for the answers that cited it
+    replaced = AuditEvent.objects.get(kind="document.superseded")
+    assert replaced.data["document_id"] == v1.pk and "v2" in replaced.actor
     assert index.check_against_database() == (set(), set())
 
     passages = retrieve("How long must records of client transactions be kept?")

@@ -429,6 +429,9 @@ def store_chunks(
         index.get_index().add([c.pk for c in chunks], vectors)
         if document.supersedes_id:
             supersede(document.supersedes)
+            audit_log.record_document(
+                "document.superseded", document.supersedes, actor=f"ingestion of {document.title} v{document.version}"
+            )
         Document.objects.filter(pk=document.pk).update(
             status=Document.Status.READY,
             progress=100,
