@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from .answer import withhold_instructions
 from .redact import Redactor
 
 SENSITIVITY_ORDER = ["public", "internal", "confidential", "restricted"]
@@ -80,7 +81,8 @@ def large_prompt(question: str, passages: list[dict], redactor: Redactor) -> lis
         where = f"{p['document_title']}" + (f", page {p['page_start']}" if p.get("page_start") else "")
         if p.get("section"):
             where += f", {' '.join(p['section'].split())[:120]}"
-        blocks.append(f"[{p['n']}] ({redactor.redact(where)})\n{redactor.redact(' '.join(p['text'].split()))}")
+        text = " ".join(withhold_instructions(p["text"]).split())  # as for the local model
+        blocks.append(f"[{p['n']}] ({redactor.redact(where)})\n{redactor.redact(text)}")
     user = (
         "Passages:\n\n"
         + "\n\n".join(blocks)
