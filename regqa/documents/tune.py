@@ -1,0 +1,118 @@
+"""Adapt the embedding model to an institution's own questions: fine-tune all-MiniLM-L6-v2 on
+(question, gold passage) pairs with in-batch negatives (multiple-negatives ranking loss), save
+it to a directory, and re-embed the library with it (`manage.py index reembed`).
+
+Everything runs on the CPU with plain PyTorch: sentence-transformers' trainer would need the
+`datasets` and `accelerate` packages for what is a thirty-line loop.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from . import embed
+from .ingest import embed_texts, embedding_text
+from .models import Chunk, Document
+
+
+def training_pairs(questions) -> list[tuple[str, str]]:
+    """(question, text of a gold passage as it is embedded) for every gold item found in the
+    library: {"passage_id"} by external id, {"document", "page"} by the chunks of that page."""
+    by_external = {}
+    wanted = {g["passage_id"] for q in questions for g in q.gold if "passage_id" in g}
+    chunks = Chunk.objects.filter(external_id__in=wanted).select_related("document")
+    for chunk in chunks.iterator(chunk_size=2000):
+        by_external[chunk.external_id] = embedding_text(chunk.section, chunk.text, chunk.document.title)
+    pairs = []
+    for q in questions:
+        for gold in q.gold:
+            if "passage_id" in gold and gold["passage_id"] in by_external:
+                pairs.append((q.question, by_external[gold["passage_id"]]))
+            elif "document" in gold:
+                page_chunks = Chunk.objects.filter(
+                    document__original_name=gold["document"],
+                    document__status=Document.Status.READY,
+                    page_start__lte=gold["page"],
+                    page_end__gte=gold["page"],
+                ).select_related("document")
+                pairs += [(q.question, embedding_text(c.section, c.text, c.document.title)) for c in page_chunks]
+    return pairs
+
+
+def fine_tune(
+    pairs: list[tuple[str, str]],
+    out_dir: Path,
+    *,
+    epochs: int = 1,
+    batch_size: int = 32,
+    learning_rate: float = 2e-5,
+    seed: int = 0,
+    progress: Callable[[float], None] | None = None,
+) -> dict:
+    """Train from the configured embedding model and save the result to `out_dir`."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if len(pairs) < 2:
+        raise ValueError("fine-tuning needs at least two (question, passage) pairs")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    torch.set_num_threads(settings.LLM_THREADS)
+    model = SentenceTransformer(embed.model_path(), device="cpu", local_files_only=True)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    steps = epochs * math.ceil(len(pairs) / batch_size)
+    warmup = max(1, steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / max(1, steps - warmup))
+    )
+    losses, started = [], time.perf_counter()
+    for _ in range(epochs):
+        order = pairs[:]
+        rng.shuffle(order)
+        epoch_losses = []
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            if len(batch) < 2:
+                continue
+            queries = model(model.tokenize([q for q, _ in batch]))["sentence_embedding"]
+            passages = model(model.tokenize([p for _, p in batch]))["sentence_embedding"]
+            # In-batch negatives: every other passage of the batch is a wrong answer to a question;
+            # the same passage twice in a batch is not a negative of itself.
+            scores = queries @ passages.T * 20.0
+            texts = [p for _, p in batch]
+            same = torch.tensor([[a == b and i != j for j, b in enumerate(texts)] for i, a in enumerate(texts)])
+            scores = scores.masked_fill(same, -1e4)
+            loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(batch)))
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            epoch_losses.append(loss.item())
+            if progress:
+                progress(len(batch))
+        losses.append(float(np.mean(epoch_losses)) if epoch_losses else 0.0)
+    model.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(out_dir))
+    return {"pairs": len(pairs), "epochs": epochs, "loss_per_epoch": losses, "seconds": time.perf_counter() - started}
+
+
+def reembed_library(progress: Callable[[int], None] | None = None) -> int:
+    """Re-encode every stored passage with the configured embedding model and rebuild the index
+    (after changing REGQA_EMBEDDING_MODEL: stored embeddings of another model do not compare)."""
+    from .index import rebuild_from_database
+
+    rows = list(Chunk.objects.select_related("document").only("pk", "section", "text", "document__title"))
+    vectors = embed_texts([embedding_text(c.section, c.text, c.document.title) for c in rows], progress)
+    for chunk, vector in zip(rows, vectors, strict=True):
+        chunk.embedding = vector.tobytes()
+    Chunk.objects.bulk_update(rows, ["embedding"], batch_size=2000)
+    return rebuild_from_database()
