@@ -184,6 +184,7 @@ def score_answer(answer, q: Question, answerable: bool, file_names: dict[int, st
         "total_ms": answer.total_ms,
         "check_ms": answer.check_ms,
         "model_ran": bool(answer.model_name),
+        "scores": {k: v["score"] for k, v in answer.quality.items()},
     }
     if answer.status == Answer.Status.ANSWERED:
         cited = {c["n"] for c in answer.citations if c["valid"]}
@@ -192,7 +193,6 @@ def score_answer(answer, q: Question, answerable: bool, file_names: dict[int, st
             "citation_hit": any(hits_per_rank(cited_passages, q.gold, file_names)) if q.gold else None,
             "sentences": answer.verification.get("total", 0),
             "supported": answer.verification.get("supported", 0),
-            "scores": {k: v["score"] for k, v in answer.quality.items()},
         }
         if q.reference:
             row |= {
