@@ -344,3 +344,18 @@ def test_answer_log_filters_escalated_answers_and_shows_what_was_sent(client_for
     assert "Exactly what was sent" in entry and "[EMAIL_1]" in entry and "What came back" in entry
     csv = b"".join(client.get("/audit/export.csv?escalated=yes").streaming_content).decode()
     assert "answered_by" in csv.splitlines()[0] and ",large," in csv
+
+
+def test_uncited_supported_sentences_of_the_large_model_get_the_passage_the_check_found(client_for, users, large):
+    make_policy(users["admin"])
+    large.reply = "Loans to executive officers must not exceed the lending limit."
+    answer = make_answer(users["analyst"])
+    escalate.decide(answer, requested=True)
+    run_stream(answer)
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.ANSWERED
+    assert answer.answer_text == "Loans to executive officers must not exceed the lending limit [1]."
+    assert answer.citations == [{"n": 1, "valid": True}]
+    assert answer.verification["citations_added_by_check"] == [1]
+    page = client_for("analyst").get(f"/answers/{answer.pk}/").content.decode()
+    assert "left 1 sentence uncited" in page

@@ -173,6 +173,31 @@ def parse_reply(text: str) -> tuple[str, list[int], bool]:
 # The flow
 
 
+def add_found_citations(answer: Answer) -> list[int]:
+    """Cite the passage the check found for each supported sentence the model left uncited.
+
+    Large models answering in plain text often leave sentences uncited; the check has already
+    found the passage that supports each one. The citation is added to the text (so it links to
+    the passage) and listed in `verification["citations_added_by_check"]`, which the answer shows.
+    """
+    if answer.status != Answer.Status.ANSWERED:
+        return []
+    text, added = answer.answer_text, []
+    for sentence in answer.verification.get("sentences", []):
+        n = sentence.get("passage")
+        body = sentence["text"].rstrip()
+        if sentence["supported"] and not sentence["citations"] and n and body in text:
+            stop = body[-1] if body[-1] in ".;:!?" else ""
+            text = text.replace(body, f"{body[: len(body) - len(stop)]} [{n}]{stop}", 1)
+            added.append(n)
+    if added:
+        answer.answer_text = text
+        known = {c["n"] for c in answer.citations}
+        answer.citations += [{"n": n, "valid": True} for n in dict.fromkeys(added) if n not in known]
+        answer.verification["citations_added_by_check"] = added
+    return added
+
+
 LOCAL_FIELDS = ["model_name", "status", "answer_text", "citations", "verification", "quality", "quality_min"]
 
 
@@ -213,6 +238,7 @@ def stream_escalation(answer: Answer) -> Iterator[tuple[str, str]]:
         sent = [p for p in answer.passages if p["n"] in set(decision["sent_passages"])]
         yield "status", "Checking the large model's citations..."
         settle(answer, text, cited, found, sent)
+        add_found_citations(answer)
         answer.routing["local"] = local
         answer.answered_by = "large"
         answer.model_name = f"{settings.LARGE_LLM_MODEL} (large model)"
