@@ -41,6 +41,14 @@ def browser_page():
         browser.close()
 
 
+def log_in(page, username: str, lands_on: str) -> None:
+    """Fill the login form the app redirected to, and wait for the page it returns to."""
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lands_on)
+
+
 def test_analyst_logs_in_asks_and_sees_a_cited_answer(live_server, users, browser_page, tmp_path):
     document = Document.objects.create(title="12 CFR 215 (Regulation O)", sha256="2" * 64)
     document.file.save("12cfr215.pdf", ContentFile((PDFS / "12cfr215.pdf").read_bytes()))
@@ -49,10 +57,7 @@ def test_analyst_logs_in_asks_and_sees_a_cited_answer(live_server, users, browse
     page = browser_page
     page.goto(f"{live_server.url}/ask/")
     assert "/login/" in page.url
-    page.fill("#id_username", "analyst")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/ask/")
+    log_in(page, "analyst", f"{live_server.url}/ask/")
 
     # a blank question gets a message in place, and nothing is stored
     page.fill("#id_question", "   ")
@@ -86,10 +91,7 @@ def test_admin_uploads_two_pdfs_and_watches_them_become_ready(live_server, users
 
     page = browser_page
     page.goto(f"{live_server.url}/documents/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/documents/")
+    log_in(page, "admin", f"{live_server.url}/documents/")
 
     page.set_input_files("#id_files", [str(PDFS / "12cfr212.pdf"), str(PDFS / "12cfr215.pdf")])
     assert page.locator("#chosen-files li").count() == 2  # the chosen files are listed
@@ -145,10 +147,7 @@ def test_analyst_asks_for_the_large_model_and_watches_its_answer_stream_in(
 
     page = browser_page
     page.goto(f"{live_server.url}/ask/")
-    page.fill("#id_username", "analyst")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/ask/")
+    log_in(page, "analyst", f"{live_server.url}/ask/")
     page.fill("#id_question", "What is the lending limit for loans to executive officers?")
     page.click("#ask-form button")
     page.wait_for_selector(".answer[data-status]", timeout=120_000)

@@ -73,9 +73,15 @@ def answer_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """Server-sent events: "status" and "token" while the model writes, then "done" with the
     finished answer (citations as links), which htmx swaps in place of the streamed text."""
     answer = get_object_or_404(Answer, pk=pk, user=request.user)
+    return _event_stream(request, answer, answering.stream_answer(answer))
+
+
+def _event_stream(request: HttpRequest, answer: Answer, steps: Iterator[tuple[str, str]]) -> StreamingHttpResponse:
+    """The (kind, text) steps of a model writing an answer as server-sent events, then "done"
+    with the answer as it now stands."""
 
     def events() -> Iterator[str]:
-        for kind, text in answering.stream_answer(answer):
+        for kind, text in steps:
             yield _sse(kind, escape(text))
         answer.refresh_from_db()
         yield _sse("done", render_to_string("qa/ask.html#answer", {"answer": answer}, request=request))
@@ -112,17 +118,7 @@ def escalate(request: HttpRequest, pk: int) -> HttpResponse:
 def escalation_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """Server-sent events of the large model's answer, then "done" with the whole answer."""
     answer = get_object_or_404(Answer, pk=pk, user=request.user)
-
-    def events() -> Iterator[str]:
-        for kind, text in escalating.stream_escalation(answer):
-            yield _sse(kind, escape(text))
-        answer.refresh_from_db()
-        yield _sse("done", render_to_string("qa/ask.html#answer", {"answer": answer}, request=request))
-
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return _event_stream(request, answer, escalating.stream_escalation(answer))
 
 
 @require_http_methods(["GET", "POST"])
