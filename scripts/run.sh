@@ -28,7 +28,7 @@ pids+=($!)
 # the local default model) with llama-cpp-python's OpenAI-compatible server on 127.0.0.1.
 if [[ -z "${REGQA_LARGE_LLM_BASE_URL:-}" && "${REGQA_LARGE_SERVER:-on}" != "off" ]]; then
   large_port=${REGQA_LARGE_PORT:-8001}
-  large_gguf=${REGQA_LARGE_GGUF:-$($PY manage.py shell -c 'from django.conf import settings; print(settings.LLM_MODEL_PATH)')}
+  large_gguf=${REGQA_LARGE_GGUF:-$($PY manage.py shell --no-imports -c 'from django.conf import settings; print(settings.LLM_MODEL_PATH)')}
   $PY -m llama_cpp.server --model "$large_gguf" --model_alias large --host 127.0.0.1 --port "$large_port" \
     --n_ctx 4096 --n_threads 2 --n_threads_batch 2 --verbose False &
   pids+=($!)
