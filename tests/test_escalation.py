@@ -7,13 +7,12 @@ runs the same flows against llama-cpp-python's real OpenAI-compatible server.
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from regqa import roles
 from regqa.audit.models import AuditEvent
 from regqa.qa import escalate
+from regqa.qa.llama_server import free_port
 from regqa.qa.models import Answer, Escalation, EscalationPolicy, EscalationState
 
 from .factories import AnswerFactory, DocumentFactory
@@ -268,12 +267,6 @@ def test_automatic_mode_escalates_a_declined_answer(users, large):
 # --- the large model fails: the analyst keeps the local answer ----------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _escalate_and_expect_failure(users, expected: str) -> Answer:
     make_policy(users["admin"])
     answer = make_answer(users["analyst"])
@@ -291,7 +284,7 @@ def _escalate_and_expect_failure(users, expected: str) -> Answer:
 
 
 def test_endpoint_down(users, settings):
-    settings.LARGE_LLM_BASE_URL = f"http://127.0.0.1:{_free_port()}/v1"
+    settings.LARGE_LLM_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"
     settings.LARGE_LLM_RETRIES = 0
     _escalate_and_expect_failure(users, "cannot be reached")
 
@@ -319,7 +312,7 @@ def test_endpoint_error_is_retried_then_reported(users, settings):
 
 
 def test_failed_escalation_shows_a_notice_in_the_answer(client_for, users, settings):
-    settings.LARGE_LLM_BASE_URL = f"http://127.0.0.1:{_free_port()}/v1"
+    settings.LARGE_LLM_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"
     settings.LARGE_LLM_RETRIES = 0
     answer = _escalate_and_expect_failure(users, "cannot be reached")
     page = client_for("analyst").get(f"/answers/{answer.pk}/").content.decode()

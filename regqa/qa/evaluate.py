@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from django.conf import settings
+
 from regqa.documents.models import Chunk
 
 from .retrieve import Passage, retrieve
@@ -296,8 +298,8 @@ def evaluate_routing(
         local = answer_question(user, q.question, route=False)
         passages = escalate.passages_now(local)
         common = (q.question, passages, local.status, local.quality, {"evaluation"}, policy, Usage())
-        routed = route(*common, endpoint=escalate.settings.LARGE_LLM_BASE_URL)
-        forced = route(*common, requested=True, endpoint=escalate.settings.LARGE_LLM_BASE_URL)
+        routed = route(*common, endpoint=settings.LARGE_LLM_BASE_URL)
+        forced = route(*common, requested=True, endpoint=settings.LARGE_LLM_BASE_URL)
         local_row = score_answer(local, q, answerable, file_names)
         if forced.action == "escalate":
             large = Answer.objects.create(
@@ -334,9 +336,7 @@ def evaluate_routing(
             progress()
     out = {
         "local": summarise(rows["local"], model_name()),
-        "large": summarise(
-            rows["large"], f"{escalate.settings.LARGE_LLM_MODEL} at {escalate.settings.LARGE_LLM_BASE_URL}"
-        ),
+        "large": summarise(rows["large"], f"{settings.LARGE_LLM_MODEL} at {settings.LARGE_LLM_BASE_URL}"),
         "routed": summarise(rows["routed"], "routed"),
     }
     answerable_routed = [r for r in rows["routed"] if r["answerable"]]

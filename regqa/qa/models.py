@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from regqa.documents.models import Document
+
 
 class EscalationState(models.TextChoices):
     NONE = "", "Not escalated"
@@ -97,13 +99,8 @@ class EscalationPolicy(models.Model):
     max_sensitivity = models.CharField(
         "highest classification that may be sent",
         max_length=20,
-        choices=[
-            ("public", "Public"),
-            ("internal", "Internal"),
-            ("confidential", "Confidential"),
-            ("restricted", "Restricted"),
-        ],
-        default="public",
+        choices=Document.Sensitivity.choices,
+        default=Document.Sensitivity.PUBLIC,
     )
     redact_patterns = models.JSONField(default=list, blank=True, help_text="Built-in identifier patterns to redact.")
     redact_terms = models.TextField(blank=True, help_text="Also redact these terms (client names...), one per line.")

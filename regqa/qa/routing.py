@@ -14,10 +14,12 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from regqa.documents.models import Document
+
 from .answer import withhold_instructions
 from .redact import Redactor
 
-SENSITIVITY_ORDER = ["public", "internal", "confidential", "restricted"]
+SENSITIVITY_ORDER = list(Document.Sensitivity.values)  # least to most sensitive
 
 # Questions that compare documents or need several steps of reasoning: small models do them badly.
 COMPLEX = re.compile(
