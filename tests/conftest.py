@@ -40,6 +40,7 @@ def fake_embedder(monkeypatch, settings):
 def fake_llm(monkeypatch, settings, tmp_path):
     llm = FakeLlama()
     monkeypatch.setattr(answering, "get_llm", lambda: llm)
+    monkeypatch.setattr(answering, "_yes_probability", llm.yes_probability)
     settings.LLM_MODEL_PATH = tmp_path / "fake-model.gguf"
     return llm
 

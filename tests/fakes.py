@@ -38,9 +38,18 @@ class FakeLlama:
         self.reply = reply
         self.delay = delay
         self.calls: list[list[dict]] = []
+        self.p_yes = 0.9  # the model's probability that the passages state the answer
+        self.asked: list[list[dict]] = []
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
+
+    def yes_probability(self, llm, messages: list[dict]) -> float:
+        """Stands in for answer._yes_probability (the real one reads llama.cpp's logits)."""
+        self.asked.append(messages)
+        if isinstance(self.p_yes, Exception):
+            raise self.p_yes
+        return self.p_yes
 
     def create_chat_completion(self, messages, stream=False, **kwargs):
         self.calls.append(messages)

@@ -109,9 +109,9 @@ def test_model_refusal_is_shown_as_not_covered(client_for, rulebook, fake_llm):
     assert "do not cover this question" in events[-1][1]
 
 
-def test_the_check_not_the_models_verdict_decides_whether_an_answer_is_shown(client_for, rulebook, fake_llm):
+def test_the_models_written_verdict_decides_nothing(client_for, rulebook, fake_llm):
     client = client_for("analyst")
-    # the model says "no" but its answer checks out against the passage: shown
+    # the model writes "no" but its answer checks out against the passage: shown
     fake_llm.reply = reply("Company means any corporation or partnership [1].", [1], found=False)
     ask(client, "What does company mean in the definitions?")
     answer = Answer.objects.get()
@@ -120,25 +120,68 @@ def test_the_check_not_the_models_verdict_decides_whether_an_answer_is_shown(cli
     assert answer.status == Answer.Status.ANSWERED and answer.verification["status"] == "verified"
     assert answer.verification["model_says_passages_answer"] is False
 
-    # the model says "yes" and writes something no passage supports: declined, draft kept as unverified
-    fake_llm.reply = reply("Banks must hold 8 percent capital against 2019 exposures [1].", [1], found=True)
-    ask(client, "What does company mean in the definitions?")
-    answer = Answer.objects.latest("pk")
-    html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
-    answer.refresh_from_db()
-    assert answer.status == Answer.Status.NOT_COVERED
-    assert answer.verification["declined_text"].startswith("Banks must hold 8 percent")
-    assert "do not cover this question" in html and "Unverified draft" in html and "8 percent capital" in html
-    assert answer.quality["retrieval_strength"]["score"] >= 1
-
-    # the model says "no" and only part of its answer checks out: declined too
+    # only part of its answer checks out: shown, with the unsupported sentence marked
     text = "Company means any corporation or partnership [1]. Banks must hold 8 percent capital [1]."
     fake_llm.reply = reply(text, [1], found=False)
     ask(client, "What does company mean in the definitions?")
     answer = Answer.objects.latest("pk")
+    html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.ANSWERED and answer.verification["status"] == "partial"
+    assert "1 of 2 sentences are supported" in html
+
+
+def test_an_unverifiable_answer_is_replaced_by_the_closest_passage_sentences(client_for, rulebook, fake_llm):
+    """Nothing the model wrote is supported: RegQA quotes the passage instead, keeps the draft
+    (shown as unverified), and the quote passes the same check."""
+    fake_llm.reply = reply("Banks must hold 8 percent capital against 2019 exposures [1].", [1], found=True)
+    client = client_for("analyst")
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.get()
+    html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.ANSWERED
+    assert answer.answer_text.startswith("(b) Company means any corporation") and answer.answer_text.endswith("[1]")
+    assert answer.verification["quoted"] is True and answer.verification["status"] == "verified"
+    assert answer.verification["draft_text"].startswith("Banks must hold 8 percent")
+    assert "Quoted from the passages" in html and "8 percent capital" in html
+    assert answer.citations == [{"n": 1, "valid": True}]
+
+
+def test_the_model_is_asked_first_whether_the_passages_answer(client_for, rulebook, fake_llm, settings):
+    settings.ANSWERABLE_THRESHOLD = 0.5
+    client = client_for("analyst")
+    fake_llm.p_yes = 0.3
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.get()
+    html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.NOT_COVERED and "do not cover this question" in html
+    assert answer.verification == {"answerability": 0.3, "answerability_threshold": 0.5}
+    assert fake_llm.calls == []  # no answer was written
+    question = fake_llm.asked[0][-1]["content"]
+    assert "Do the passages state the answer to the question?" in question and "Company means" in question
+    assert "30%" in html  # the analyst sees why
+
+    fake_llm.p_yes = 0.6
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.latest("pk")
     sse_events(client.get(reverse("answer_stream", args=[answer.pk])))
     answer.refresh_from_db()
-    assert answer.status == Answer.Status.NOT_COVERED and answer.verification["status"] == "partial"
+    assert answer.status == Answer.Status.ANSWERED and answer.verification["answerability"] == 0.6
+
+    # a model whose probability cannot be read still answers; 0 switches the question off
+    fake_llm.p_yes = RuntimeError("no chat template")
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.latest("pk")
+    sse_events(client.get(reverse("answer_stream", args=[answer.pk])))
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.ANSWERED and "answerability" not in answer.verification
+    settings.ANSWERABLE_THRESHOLD = 0
+    asked = len(fake_llm.asked)
+    ask(client, "What does company mean in the definitions?")
+    sse_events(client.get(reverse("answer_stream", args=[Answer.objects.latest("pk").pk])))
+    assert len(fake_llm.asked) == asked
 
 
 def test_citation_of_a_passage_that_was_not_given_is_flagged(client_for, rulebook, fake_llm):

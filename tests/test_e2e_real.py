@@ -100,3 +100,30 @@ def test_instructions_inside_a_document_are_not_obeyed():
     assert "six years" in answer.answer_text.lower(), answer.answer_text
     assert answer.verification["status"] in ("verified", "partial")
     quality.validate(answer.quality)
+
+
+def test_the_default_model_tells_a_question_its_passages_answer_from_one_they_do_not():
+    """The answerability question on the real default model: its probability of "yes" is read
+    from llama.cpp's logits, and the answer written right after it (reusing the evaluated
+    passages) is still a valid, cited answer."""
+    from django.core.files.base import ContentFile
+
+    from regqa.documents.ingest import ingest_document
+    from regqa.qa import answer as answering
+    from regqa.qa.answer import answer_question
+
+    from .factories import UserFactory
+
+    document = Document.objects.create(title="12cfr215", sha256="3" * 64)
+    document.file.save("12cfr215.pdf", ContentFile((PDFS / "12cfr215.pdf").read_bytes()))
+    ingest_document(document.pk)
+    answer = answer_question(UserFactory(), "Under Regulation O, what kinds of business entity count as a company?")
+    assert answer.status == Answer.Status.ANSWERED, (answer.answer_text, answer.verification)
+    assert answer.verification["answerability"] >= answer.verification["answerability_threshold"] == 0.5
+    assert answer.citations and answer.verification["status"] in ("verified", "partial")
+
+    passages = [p for p in answer.passages if p["sent_to_model"]]
+    with answering._generate_lock:
+        stated = answering.answerability(answer.question, passages)
+        unrelated = answering.answerability("In which year did the Kansas City Fed open its Denver branch?", passages)
+    assert 0.0 <= unrelated < 0.5 <= stated <= 1.0

@@ -1,0 +1,71 @@
+"""Does the local model know when the passages hold the answer? Collects, per question, why the
+pipeline answered or declined and the model's probability of "yes" to "Do the passages state the
+answer?", for choosing a decline rule on a tune half.
+
+    REGQA_DATA_DIR=var-fintextqa python bench/answerability.py --questions Q.jsonl \
+        --unanswerable P.jsonl [--model qwen2.5-coder-0.5b] --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--questions", type=Path, required=True)
+    parser.add_argument("--unanswerable", type=Path)
+    parser.add_argument("--model")
+    parser.add_argument("--json", type=Path, required=True)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "regqa.settings")
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    from regqa.qa import answer as answer_mod
+    from regqa.qa.evaluate import read_questions
+
+    if args.model:
+        from regqa.qa.management.commands.evaluate import model_path
+
+        answer_mod.use_model(model_path(args.model))
+    user, _ = get_user_model().objects.get_or_create(username="evaluation")
+    items = [(q, True) for q in read_questions(args.questions)]
+    if args.unanswerable:
+        items += [(q, False) for q in read_questions(args.unanswerable)]
+    rows = []
+    for i, (q, answerable) in enumerate(items):
+        ans = answer_mod.answer_question(user, q.question, route=False)
+        p_yes = answer_mod.answerability(q.question, [p for p in ans.passages if p.get("sent_to_model")])
+        v = ans.verification or {}
+        rows.append(
+            {
+                "qid": q.qid,
+                "answerable": answerable,
+                "status": ans.status,
+                "p_yes": p_yes,
+                "found": v.get("model_says_passages_answer"),
+                "verification": v.get("status"),
+                "supported": v.get("supported"),
+                "sentences": v.get("total"),
+                "text": v.get("declined_text") or ans.answer_text,
+                "retrieval": (ans.quality or {}).get("retrieval_strength", {}).get("score"),
+            }
+        )
+        r = rows[-1]
+        print(f"{i:3} {int(answerable)} {r['status'][:8]:8} p_yes {p_yes:.3f} found {r['found']} "
+              f"ver {r['verification']} {r['text'][:80]!r}", flush=True)  # fmt: skip
+    args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
