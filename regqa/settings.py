@@ -123,13 +123,22 @@ FUSION_LEXICAL_WEIGHT = env_float("REGQA_FUSION_LEXICAL_WEIGHT", 1.0)
 # If no retrieved passage reaches this cosine similarity, the question is taken as "the corpus does not cover it".
 MIN_RELEVANCE = env_float("REGQA_MIN_RELEVANCE", 0.30)
 # The local model is asked "do the passages state the answer?" before it writes one; below this
-# probability of "yes" RegQA declines. Empty: the value measured for the packaged model in use
-# (regqa/qa/answer.py ANSWERABLE_THRESHOLDS; off for other models); 0: never ask.
-ANSWERABLE_THRESHOLD: float | None = None
-if os.environ.get("REGQA_ANSWERABLE_THRESHOLD"):
-    ANSWERABLE_THRESHOLD = env_float("REGQA_ANSWERABLE_THRESHOLD", 0.0)
-    if not 0.0 <= ANSWERABLE_THRESHOLD < 1.0:
-        raise ImproperlyConfigured("REGQA_ANSWERABLE_THRESHOLD must be at least 0 and below 1.")
+# probability of "yes" RegQA declines (the _WEAK value applies when retrieval strength is below
+# 5 of 5). Unset: the values measured for the packaged model in use (regqa/qa/answer.py
+# ANSWERABLE_THRESHOLDS; not asked for other models); 0: never ask.
+
+
+def env_probability(name: str) -> float | None:
+    if not os.environ.get(name):
+        return None
+    value = env_float(name, 0.0)
+    if not 0.0 <= value < 1.0:
+        raise ImproperlyConfigured(f"{name} must be at least 0 and below 1, not {value}")
+    return value
+
+
+ANSWERABLE_THRESHOLD = env_probability("REGQA_ANSWERABLE_THRESHOLD")
+ANSWERABLE_THRESHOLD_WEAK = env_probability("REGQA_ANSWERABLE_THRESHOLD_WEAK")
 CHUNK_WORDS = env_int("REGQA_CHUNK_WORDS", 150, minimum=20)
 CHUNK_OVERLAP_WORDS = env_int("REGQA_CHUNK_OVERLAP", 30, minimum=0)
 if CHUNK_OVERLAP_WORDS >= CHUNK_WORDS:

@@ -148,6 +148,33 @@ def test_an_unverifiable_answer_is_replaced_by_the_closest_passage_sentences(cli
     assert answer.citations == [{"n": 1, "valid": True}]
 
 
+def test_the_answerability_threshold_is_measured_per_model_and_asks_more_of_weak_retrieval(settings):
+    strong = [{"n": 1, "score": 0.72}]
+    weak = [{"n": 1, "score": 0.45}]
+    settings.LLM_MODEL_PATH = "/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    assert answering.answerable_threshold(strong) == 0.5 and answering.answerable_threshold(weak) == 0.6
+    settings.LLM_MODEL_PATH = "/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"  # measured: not asked
+    assert answering.answerable_threshold(strong) == answering.answerable_threshold(weak) == 0.0
+    settings.ANSWERABLE_THRESHOLD, settings.ANSWERABLE_THRESHOLD_WEAK = 0.4, 0.7  # your own model
+    assert answering.answerable_threshold(strong) == 0.4 and answering.answerable_threshold(weak) == 0.7
+    settings.ANSWERABLE_THRESHOLD = 0.0
+    assert answering.answerable_threshold(weak) == 0.0
+
+
+def test_a_threshold_outside_0_to_1_fails_loudly():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env={"DJANGO_SETTINGS_MODULE": "regqa.settings", "REGQA_SECRET_KEY": "x", "REGQA_ANSWERABLE_THRESHOLD": "1.5",
+             "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert result.returncode != 0 and "REGQA_ANSWERABLE_THRESHOLD must be at least 0 and below 1" in result.stderr
+
+
 def test_the_model_is_asked_first_whether_the_passages_answer(client_for, rulebook, fake_llm, settings):
     settings.ANSWERABLE_THRESHOLD = 0.5
     client = client_for("analyst")

@@ -344,16 +344,23 @@ ANSWERABLE_QUESTION = (
 )
 
 
-# P(yes) thresholds measured on the FinTextQA tune half (bench/answerability.py, docs/benchmarks.md).
-# The 0.5B's probability does not separate answerable from unanswerable questions: not asked.
-ANSWERABLE_THRESHOLDS = {"qwen2.5-coder-1.5b-instruct-q4_k_m.gguf": 0.5}
+# P(yes) thresholds measured on the FinTextQA tune half (bench/answerability.py, docs/benchmarks.md):
+# (when retrieval strength is 5 of 5, when it is lower). The 0.5B's probability does not separate
+# answerable from unanswerable questions: it is not asked.
+ANSWERABLE_THRESHOLDS = {"qwen2.5-coder-1.5b-instruct-q4_k_m.gguf": (0.5, 0.6)}
 
 
-def answerable_threshold() -> float:
-    """REGQA_ANSWERABLE_THRESHOLD, or the measured value for the model in use (0: do not ask)."""
+def answerable_threshold(passages: list[dict]) -> float:
+    """The probability of "yes" below which RegQA declines (0: do not ask): REGQA_ANSWERABLE_THRESHOLD
+    (and _WEAK), or the values measured for the model in use. Weaker retrieval asks for more."""
+    strong, weak = ANSWERABLE_THRESHOLDS.get(model_name(), (0.0, 0.0))
     if settings.ANSWERABLE_THRESHOLD is not None:
-        return settings.ANSWERABLE_THRESHOLD
-    return ANSWERABLE_THRESHOLDS.get(model_name(), 0.0)
+        strong = weak = settings.ANSWERABLE_THRESHOLD
+    if settings.ANSWERABLE_THRESHOLD_WEAK is not None:
+        weak = settings.ANSWERABLE_THRESHOLD_WEAK
+    if not strong:
+        return 0.0
+    return strong if quality_check.retrieval_strength(passages)["score"] >= 5 else max(strong, weak)
 
 
 def answerability(question: str, passages: list[dict]) -> float | None:
@@ -457,7 +464,7 @@ def settle(
     nearly every question, answerable or not (docs/benchmarks.md).
     """
     numbers = {p["n"] for p in passages}
-    threshold = answerable_threshold()
+    threshold = answerable_threshold(passages)
     gate = {} if answerable is None else {"answerability": round(answerable, 3), "answerability_threshold": threshold}
     if answerable is not None and answerable < threshold:
         text = ""  # not written: the model was asked first
@@ -508,7 +515,7 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
             _generate_lock.acquire()
         try:
             llm = get_llm()
-            threshold = answerable_threshold()
+            threshold = answerable_threshold(sent)
             if threshold > 0:
                 yield "status", "Reading the passages..."
                 answerable = answerability(answer.question, sent)
