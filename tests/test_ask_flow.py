@@ -131,7 +131,9 @@ def test_the_models_written_verdict_decides_nothing(client_for, rulebook, fake_l
     assert "1 of 2 sentences are supported" in html
 
 
-def test_an_unverifiable_answer_is_replaced_by_the_closest_passage_sentences(client_for, rulebook, fake_llm):
+def test_an_unverifiable_answer_is_replaced_by_the_closest_passage_sentences(
+    client_for, rulebook, fake_llm, monkeypatch
+):
     """Nothing the model wrote is supported: RegQA quotes the passage instead, keeps the draft
     (shown as unverified), and the quote passes the same check."""
     fake_llm.reply = reply("Banks must hold 8 percent capital against 2019 exposures [1].", [1], found=True)
@@ -146,6 +148,16 @@ def test_an_unverifiable_answer_is_replaced_by_the_closest_passage_sentences(cli
     assert answer.verification["draft_text"].startswith("Banks must hold 8 percent")
     assert "Quoted from the passages" in html and "8 percent capital" in html
     assert answer.citations == [{"n": 1, "valid": True}]
+
+    # nothing to quote: declined, and the draft stays visible as unverified
+    monkeypatch.setattr(answering, "quote_passages", lambda *args: "")
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.latest("pk")
+    html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.NOT_COVERED
+    assert answer.verification["declined_text"].startswith("Banks must hold 8 percent")
+    assert "do not cover this question" in html and "Unverified draft" in html
 
 
 def test_the_answerability_threshold_is_measured_per_model_and_asks_more_of_weak_retrieval(settings):

@@ -473,8 +473,9 @@ def settle(
     )
     if text and verification["status"] == "unverified" and not REFUSAL.search(text):
         quote = quote_passages(answer.question, text, passages)
-        if quote:
-            verification = verify_answer(quote, passages, answer.question) | {"quoted": True, "draft_text": text} | gate
+        checked = verify_answer(quote, passages, answer.question) if quote else {"status": "unverified"}
+        if checked["status"] != "unverified":
+            verification = checked | {"quoted": True, "draft_text": text} | gate
             text, cited = quote, [c["n"] for c in parse_citations(quote, 10**6)]
     if not text or verification["status"] == "unverified" or REFUSAL.search(text):
         answer.status = Answer.Status.NOT_COVERED
