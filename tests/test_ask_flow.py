@@ -132,14 +132,24 @@ def test_the_models_written_verdict_decides_nothing(client_for, rulebook, fake_l
 
 
 def test_an_unverifiable_answer_is_replaced_by_the_closest_passage_sentences(
-    client_for, rulebook, fake_llm, monkeypatch
+    client_for, rulebook, fake_llm, monkeypatch, settings
 ):
-    """Nothing the model wrote is supported: RegQA quotes the passage instead, keeps the draft
-    (shown as unverified), and the quote passes the same check."""
+    """Nothing the model wrote is supported, though it said the passages state the answer: RegQA
+    quotes the passage instead, keeps the draft (shown as unverified), and the quote passes the
+    same check. Without that question (a model it is not asked of), the answer is declined."""
     fake_llm.reply = reply("Banks must hold 8 percent capital against 2019 exposures [1].", [1], found=True)
     client = client_for("analyst")
     ask(client, "What does company mean in the definitions?")
     answer = Answer.objects.get()
+    sse_events(client.get(reverse("answer_stream", args=[answer.pk])))
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.NOT_COVERED and "quoted" not in answer.verification
+    assert answer.verification["declined_text"].startswith("Banks must hold 8 percent")
+
+    settings.ANSWERABLE_THRESHOLD = 0.5
+    fake_llm.p_yes = 0.8
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.latest("pk")
     html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
     answer.refresh_from_db()
     assert answer.status == Answer.Status.ANSWERED

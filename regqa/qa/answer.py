@@ -458,8 +458,11 @@ def settle(
 
     Declined: no answer, an answer that says the passages lack it, or (local model) a probability
     below REGQA_ANSWERABLE_THRESHOLD that the passages state the answer. An answer none of whose
-    sentences the check can support is not shown as the answer: RegQA quotes the passage
-    sentences closest to it instead (and keeps the draft), or declines if there are none.
+    sentences the check can support is never shown as the answer. If the model said the passages
+    state it (`answerable` at or above the threshold), RegQA quotes the passage sentences closest
+    to it instead, keeping the draft; otherwise (no such question asked: the 0.5B, the large
+    model) it declines: quoting without the question left the 0.5B declining 1 of 32 unanswerable
+    questions (docs/benchmarks.md).
     The model's written verdict (`found`) is recorded but decides nothing: it said "stated" for
     nearly every question, answerable or not (docs/benchmarks.md).
     """
@@ -471,7 +474,7 @@ def settle(
     verification = (
         verify_answer(text, passages, answer.question) | {"model_says_passages_answer": found} | gate if text else gate
     )
-    if text and verification["status"] == "unverified" and not REFUSAL.search(text):
+    if text and answerable is not None and verification["status"] == "unverified" and not REFUSAL.search(text):
         quote = quote_passages(answer.question, text, passages)
         checked = verify_answer(quote, passages, answer.question) if quote else {"status": "unverified"}
         if checked["status"] != "unverified":
