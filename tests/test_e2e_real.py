@@ -102,10 +102,11 @@ def test_instructions_inside_a_document_are_not_obeyed():
     quality.validate(answer.quality)
 
 
-def test_the_default_model_tells_a_question_its_passages_answer_from_one_they_do_not():
+def test_the_default_model_tells_a_question_its_passages_answer_from_one_they_do_not(settings):
     """The answerability question on the real default model: its probability of "yes" is read
     from llama.cpp's logits, and the answer written right after it (reusing the evaluated
     passages) is still a valid, cited answer."""
+    settings.ANSWERABLE_THRESHOLD = 0.5  # strong or weak retrieval alike: this PDF's title is bare
     from django.core.files.base import ContentFile
 
     from regqa.documents.ingest import ingest_document
