@@ -120,6 +120,11 @@ RETRIEVAL_CANDIDATES = env_int("REGQA_RETRIEVAL_CANDIDATES", 50, minimum=1)
 # Chosen on the tune halves of ObliQA and FinTextQA dev (docs/benchmarks.md): BM25 leads, dense helps.
 FUSION_DENSE_WEIGHT = env_float("REGQA_FUSION_DENSE_WEIGHT", 0.2)
 FUSION_LEXICAL_WEIGHT = env_float("REGQA_FUSION_LEXICAL_WEIGHT", 1.0)
+# BM25 term-frequency saturation (k1) and length normalisation (b); bm25s defaults 1.5 / 0.75.
+BM25_K1 = env_float("REGQA_BM25_K1", 1.5)
+BM25_B = env_float("REGQA_BM25_B", 0.75)
+if BM25_K1 < 0 or not 0.0 <= BM25_B <= 1.0:
+    raise ImproperlyConfigured("REGQA_BM25_K1 must be at least 0 and REGQA_BM25_B between 0 and 1.")
 # If no retrieved passage reaches this cosine similarity, the question is taken as "the corpus does not cover it".
 MIN_RELEVANCE = env_float("REGQA_MIN_RELEVANCE", 0.30)
 # The local model is asked "do the passages state the answer?" before it writes one; below this

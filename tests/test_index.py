@@ -68,3 +68,25 @@ def test_check_finds_drift_and_rebuild_repairs_it(fake_embedder):
     assert index.get_index().ids() == set(Chunk.objects.values_list("pk", flat=True))
     # rebuilt from the stored embeddings: each passage finds itself
     assert index.get_index().search(unit(1, seed=2)[0], 1)[0][0] == chunks[2].pk
+
+
+@pytest.mark.django_db
+def test_bm25_parameters_come_from_settings(settings):
+    """b normalises by passage length: at 0 a term counts the same in a short and a long passage."""
+    from regqa.documents.lexical import LexicalIndex
+
+    from .factories import ChunkFactory
+
+    short = ChunkFactory(text="Capital buffers.")
+    long = ChunkFactory(text="Capital buffers. " + " ".join(f"filler{i} words" for i in range(60)))
+    ChunkFactory(text="Unrelated liquidity text.")
+
+    def scores() -> dict[int, float]:
+        return dict(LexicalIndex().search("capital buffers", k=3))
+
+    settings.BM25_B = 0.0
+    flat = scores()
+    assert flat[short.pk] == pytest.approx(flat[long.pk])
+    settings.BM25_B = 1.0
+    normalised = scores()
+    assert normalised[short.pk] > normalised[long.pk]

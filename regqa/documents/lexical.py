@@ -16,6 +16,7 @@ from functools import cache
 import bm25s
 import numpy as np
 import Stemmer
+from django.conf import settings
 from django.db.models import Count, Max
 
 from .ingest import embedding_text
@@ -41,7 +42,7 @@ class LexicalIndex:
         if not rows:
             self._bm25 = None
             return
-        bm25 = bm25s.BM25()
+        bm25 = bm25s.BM25(k1=settings.BM25_K1, b=settings.BM25_B)
         bm25.index(tokenize([embedding_text(s, t, title) for _, t, s, title in rows]), show_progress=False)
         self._bm25 = bm25
 
