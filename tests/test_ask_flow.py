@@ -109,7 +109,8 @@ def test_model_refusal_is_shown_as_not_covered(client_for, rulebook, fake_llm):
     assert "do not cover this question" in events[-1][1]
 
 
-def test_the_models_written_verdict_decides_nothing(client_for, rulebook, fake_llm):
+def test_the_models_written_verdict_decides_nothing_once_it_was_asked_first(client_for, rulebook, fake_llm, settings):
+    settings.ANSWERABLE_THRESHOLD = 0.5
     client = client_for("analyst")
     # the model writes "no" but its answer checks out against the passage: shown
     fake_llm.reply = reply("Company means any corporation or partnership [1].", [1], found=False)
@@ -129,6 +130,14 @@ def test_the_models_written_verdict_decides_nothing(client_for, rulebook, fake_l
     answer.refresh_from_db()
     assert answer.status == Answer.Status.ANSWERED and answer.verification["status"] == "partial"
     assert "1 of 2 sentences are supported" in html
+
+    # a model that is not asked first (the 0.5B, the large model): its doubt declines a partial answer
+    settings.ANSWERABLE_THRESHOLD = 0
+    ask(client, "What does company mean in the definitions?")
+    answer = Answer.objects.latest("pk")
+    sse_events(client.get(reverse("answer_stream", args=[answer.pk])))
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.NOT_COVERED and answer.verification["status"] == "partial"
 
 
 def test_an_unverifiable_answer_is_replaced_by_the_closest_passage_sentences(
