@@ -10,6 +10,7 @@ instructions inside it are not to be followed, and puts the real instructions af
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -378,23 +379,26 @@ def answerability(question: str, passages: list[dict]) -> float | None:
         return None
 
 
-def _yes_probability(llm, messages: list[dict]) -> float:
-    """P("yes") / P("yes" or "no") for the first token of the model's reply, from its logits.
-    The passages and question open the answer prompt too, so llama.cpp keeps their evaluated
-    prefix: only the yes/no question is new work, here and again for the answer."""
-    import numpy as np
+@functools.cache
+def _chat_formatter(template: str, eos: str):
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+    return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token="")
+
+
+def _yes_probability(llm, messages: list[dict]) -> float:
+    """P("yes") / P("yes" or "no") for the first token of the model's reply, from its logits.
+    llama-cpp-python's own `generate` evaluates the prompt, reusing the cached prefix (the
+    passages and question open the answer prompt too, so only the yes/no question is new work,
+    here and again for the answer); the first token's logits are then read, the token unused."""
+    import numpy as np
+
     eos = llm._model.token_get_text(llm.token_eos())
-    formatter = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"], eos_token=eos, bos_token="")
-    tokens = llm.tokenize(formatter(messages=messages).prompt.encode(), add_bos=False, special=True)
-    same = 0
-    for a, b in zip(llm._input_ids[: llm.n_tokens], tokens[:-1], strict=False):
-        if a != b:
-            break
-        same += 1
-    llm.n_tokens = same
-    llm.eval(tokens[same:])
+    prompt = _chat_formatter(llm.metadata["tokenizer.chat_template"], eos)(messages=messages).prompt
+    tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    steps = llm.generate(tokens, temp=0.0)
+    next(steps)
+    steps.close()
     logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype("float64")
     probs = np.exp(logits - logits.max())
 
