@@ -90,3 +90,28 @@ def test_bm25_parameters_come_from_settings(settings):
     settings.BM25_B = 1.0
     normalised = scores()
     assert normalised[short.pk] > normalised[long.pk]
+
+
+def test_rule_numbers_become_tokens_of_their_own():
+    from regqa.documents.lexical import rule_tokens, tokenize
+
+    assert rule_tokens("Under Rule 6.2.1(a)(i)") == ["r6_2", "r6_2_1", "r6_2_1_a"]
+    assert rule_tokens("3.2.1.(1) Jurisdiction") == ["r3_2", "r3_2_1", "r3_2_1_1"]
+    assert rule_tokens("§ 208.6(b) and 12 CFR 223.14") == ["r208_6", "r208_6_b", "r223_14"]
+    assert rule_tokens("Rule 7 applies") == []
+    # the word tokenizer alone keeps nothing of a rule number
+    assert "r4_1_1" in tokenize(["Rule 4.1.1 applies"])[0]
+
+
+@pytest.mark.django_db
+def test_bm25_finds_the_rule_a_question_names():
+    """The rule whose number the question gives comes first, though another matches its words better."""
+    from regqa.documents.lexical import LexicalIndex
+
+    from .factories import ChunkFactory
+
+    other = ChunkFactory(section="3.2.2.(1)", text="A firm must notify the Regulator, and notify it in writing.")
+    named = ChunkFactory(section="3.2.1.(1)", text="A firm must notify the Regulator of a change in control.")
+    ChunkFactory(section="5.1.1", text="Records of client money must be kept for six years.")
+    found = [pk for pk, _ in LexicalIndex().search("What must a firm notify under Rule 3.2.1(1)?", k=3)]
+    assert found[:2] == [named.pk, other.pk]

@@ -10,6 +10,7 @@ new passages for good. Which documents are ready is checked at query time by `re
 
 from __future__ import annotations
 
+import re
 import threading
 from functools import cache
 
@@ -23,10 +24,27 @@ from .ingest import embedding_text
 from .models import Chunk
 
 _stemmer = Stemmer.Stemmer("english")
+# Rule and section numbers: "Rule 6.2.1(a)(i)", "3.2.1.(1)", "§ 208.6(b)". Word tokenizers split
+# them into single digits and drop them, so each becomes whole tokens of its own instead.
+RULE_NUMBER = re.compile(r"\b(\d+(?:\.\d+)+)((?:\.?\(\w{1,4}\))*)")
+
+
+def rule_tokens(text: str) -> list[str]:
+    """'Rule 6.2.1(a)' -> ['r6_2', 'r6_2_1', 'r6_2_1_a']: the number, the rules it belongs to
+    (at least two levels) and its first lettered or numbered paragraph."""
+    tokens = []
+    for number, tail in RULE_NUMBER.findall(text):
+        parts = number.split(".")
+        tokens += ["r" + "_".join(parts[:i]) for i in range(2, len(parts) + 1)]
+        paragraph = re.search(r"\((\w{1,4})\)", tail)
+        if paragraph:
+            tokens.append("r" + "_".join(parts) + "_" + paragraph.group(1).lower())
+    return tokens
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:
-    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer, return_ids=False, show_progress=False)
+    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer, return_ids=False, show_progress=False)
+    return [words + rule_tokens(text) for words, text in zip(tokens, texts, strict=True)]
 
 
 class LexicalIndex:
