@@ -120,6 +120,7 @@ def get_llm():
                     n_ctx=settings.LLM_CONTEXT_TOKENS,
                     n_threads=settings.LLM_THREADS,
                     n_threads_batch=settings.LLM_THREADS,
+                    flash_attn=settings.LLM_FLASH_ATTENTION,
                     verbose=False,
                 )
             except Exception as exc:  # llama.cpp reports a bad file as ValueError or RuntimeError
