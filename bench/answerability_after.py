@@ -1,0 +1,79 @@
+"""Does the local model know, after writing an answer, whether the passages stated it? For each
+question: P("yes") to the answerability question asked before the answer (as the ask flow does),
+the answer itself, its verification, and P("yes") to follow-up questions asked after it in the same
+chat. Prints the ROC AUC of each signal, answerable vs unanswerable (choose on a tune half only).
+
+    REGQA_DATA_DIR=var-fintextqa python bench/answerability_after.py --questions Q.jsonl \
+        --unanswerable P.jsonl --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from answerability_wordings import auc
+
+ROOT = Path(__file__).resolve().parent.parent
+FOLLOW_UPS = {
+    "every claim": "Is every claim in your answer stated in the passages? Reply with yes or no.",
+    "answers it": "Does your answer give what the question asks for, as stated in the passages? Reply with yes or no.",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--questions", type=Path, required=True)
+    parser.add_argument("--unanswerable", type=Path, required=True)
+    parser.add_argument("--json", type=Path, required=True)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "regqa.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from regqa.qa import answer as answer_mod
+    from regqa.qa.evaluate import read_questions
+    from regqa.qa.retrieve import retrieve
+    from regqa.qa.verify import verify_answer
+
+    llm = answer_mod.get_llm()
+    items = [(q, True) for q in read_questions(args.questions)] + [
+        (q, False) for q in read_questions(args.unanswerable)
+    ]
+    rows = []
+    for i, (q, answerable) in enumerate(items):
+        found = retrieve(q.question)
+        passages = [p.as_dict() | {"n": n + 1} for n, p in enumerate(found[: settings.CONTEXT_PASSAGES])]
+        row = {"qid": q.qid, "answerable": answerable, "p": {"before": answer_mod.answerability(q.question, passages)}}
+        messages = answer_mod.build_messages(q.question, passages)
+        out = llm.create_chat_completion(
+            messages=messages,
+            max_tokens=settings.LLM_MAX_ANSWER_TOKENS,
+            temperature=0.0,
+            repeat_penalty=1.1,
+            response_format={"type": "json_object", "schema": answer_mod.ANSWER_SCHEMA},
+        )
+        raw = out["choices"][0]["message"]["content"]
+        text, _, _ = answer_mod.parse_model_output(raw, "")
+        row["verification"] = verify_answer(text, passages, q.question).get("status") if text else None
+        row["answer"] = text
+        for name, follow_up in FOLLOW_UPS.items():
+            chat = [*messages, {"role": "assistant", "content": raw}, {"role": "user", "content": follow_up}]
+            row["p"][name] = answer_mod._yes_probability(llm, chat)
+        rows.append(row)
+        print(i, int(answerable), " ".join(f"{k} {v:.2f}" for k, v in row["p"].items()), row["verification"])
+    for name in ["before", *FOLLOW_UPS]:
+        pos = [r["p"][name] for r in rows if r["answerable"]]
+        neg = [r["p"][name] for r in rows if not r["answerable"]]
+        print(f"{name:12} AUC {auc(pos, neg):.3f}")
+    args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
