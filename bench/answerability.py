@@ -17,8 +17,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def auc(pos: list[float], neg: list[float]) -> float:
+    """ROC AUC: the chance that an answerable question scores above an unanswerable one."""
+    if not pos or not neg:
+        return float("nan")
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / len(pos) / len(neg)
+
+
+def setup(description: str) -> tuple[argparse.Namespace, list]:
+    """Parse --questions, --unanswerable, --model and --json, set up Django on the configured data
+    directory, switch to the model asked for, and return the arguments and (question, answerable)
+    pairs."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--questions", type=Path, required=True)
     parser.add_argument("--unanswerable", type=Path)
     parser.add_argument("--model")
@@ -29,8 +40,6 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
-
     from regqa.qa import answer as answer_mod
     from regqa.qa.evaluate import read_questions
 
@@ -38,10 +47,19 @@ def main() -> None:
         from regqa.qa.management.commands.evaluate import model_path
 
         answer_mod.use_model(model_path(args.model))
-    user, _ = get_user_model().objects.get_or_create(username="evaluation")
     items = [(q, True) for q in read_questions(args.questions)]
     if args.unanswerable:
         items += [(q, False) for q in read_questions(args.unanswerable)]
+    return args, items
+
+
+def main() -> None:
+    args, items = setup(__doc__)
+    from django.contrib.auth import get_user_model
+
+    from regqa.qa import answer as answer_mod
+
+    user, _ = get_user_model().objects.get_or_create(username="evaluation")
     rows = []
     for i, (q, answerable) in enumerate(items):
         ans = answer_mod.answer_question(user, q.question, route=False)

@@ -9,15 +9,10 @@ chat. Prints the ROC AUC of each signal, answerable vs unanswerable (choose on a
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
-from pathlib import Path
 
-from answerability_wordings import auc
+from answerability import auc, setup
 
-ROOT = Path(__file__).resolve().parent.parent
 FOLLOW_UPS = {
     "every claim": "Is every claim in your answer stated in the passages? Reply with yes or no.",
     "answers it": "Does your answer give what the question asks for, as stated in the passages? Reply with yes or no.",
@@ -25,27 +20,14 @@ FOLLOW_UPS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--questions", type=Path, required=True)
-    parser.add_argument("--unanswerable", type=Path, required=True)
-    parser.add_argument("--json", type=Path, required=True)
-    args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "regqa.settings")
-    import django
-
-    django.setup()
+    args, items = setup(__doc__)
     from django.conf import settings
 
     from regqa.qa import answer as answer_mod
-    from regqa.qa.evaluate import read_questions
     from regqa.qa.retrieve import retrieve
     from regqa.qa.verify import verify_answer
 
     llm = answer_mod.get_llm()
-    items = [(q, True) for q in read_questions(args.questions)] + [
-        (q, False) for q in read_questions(args.unanswerable)
-    ]
     rows = []
     for i, (q, answerable) in enumerate(items):
         found = retrieve(q.question)
