@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -23,6 +24,25 @@ def auc(pos: list[float], neg: list[float]) -> float:
         return float("nan")
     wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
     return wins / len(pos) / len(neg)
+
+
+def sent_passages(question: str) -> list[dict]:
+    """The passages the ask flow gives the model for a question, numbered as in its prompt."""
+    from django.conf import settings
+
+    from regqa.qa.retrieve import retrieve
+
+    found = retrieve(question)[: settings.CONTEXT_PASSAGES]
+    return [p.as_dict() | {"n": n + 1} for n, p in enumerate(found)]
+
+
+def report(rows: list[dict], names: list[str]) -> None:
+    """Per signal in row["p"]: its AUC and its median on each kind of question."""
+    for name in names:
+        pos = [r["p"][name] for r in rows if r["answerable"]]
+        neg = [r["p"][name] for r in rows if not r["answerable"]]
+        print(f"{name:12} AUC {auc(pos, neg):.3f}  answerable median {statistics.median(pos):.2f}  "
+              f"unanswerable median {statistics.median(neg) if neg else float('nan'):.2f}")  # fmt: skip
 
 
 def setup(description: str) -> tuple[argparse.Namespace, list]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from answerability import auc, setup
+from answerability import report, sent_passages, setup
 
 FOLLOW_UPS = {
     "every claim": "Is every claim in your answer stated in the passages? Reply with yes or no.",
@@ -24,14 +24,12 @@ def main() -> None:
     from django.conf import settings
 
     from regqa.qa import answer as answer_mod
-    from regqa.qa.retrieve import retrieve
     from regqa.qa.verify import verify_answer
 
     llm = answer_mod.get_llm()
     rows = []
     for i, (q, answerable) in enumerate(items):
-        found = retrieve(q.question)
-        passages = [p.as_dict() | {"n": n + 1} for n, p in enumerate(found[: settings.CONTEXT_PASSAGES])]
+        passages = sent_passages(q.question)
         row = {"qid": q.qid, "answerable": answerable, "p": {"before": answer_mod.answerability(q.question, passages)}}
         messages = answer_mod.build_messages(q.question, passages)
         out = llm.create_chat_completion(
@@ -50,10 +48,7 @@ def main() -> None:
             row["p"][name] = answer_mod._yes_probability(llm, chat)
         rows.append(row)
         print(i, int(answerable), " ".join(f"{k} {v:.2f}" for k, v in row["p"].items()), row["verification"])
-    for name in ["before", *FOLLOW_UPS]:
-        pos = [r["p"][name] for r in rows if r["answerable"]]
-        neg = [r["p"][name] for r in rows if not r["answerable"]]
-        print(f"{name:12} AUC {auc(pos, neg):.3f}")
+    report(rows, ["before", *FOLLOW_UPS])
     args.json.write_text(json.dumps(rows, indent=1))
 
 
