@@ -21,7 +21,6 @@ FOLLOW_UPS = {
 
 def main() -> None:
     args, items = setup(__doc__)
-    from django.conf import settings
 
     from regqa.qa import answer as answer_mod
     from regqa.qa.verify import verify_answer
@@ -32,14 +31,7 @@ def main() -> None:
         passages = sent_passages(q.question)
         row = {"qid": q.qid, "answerable": answerable, "p": {"before": answer_mod.answerability(q.question, passages)}}
         messages = answer_mod.build_messages(q.question, passages)
-        out = llm.create_chat_completion(
-            messages=messages,
-            max_tokens=settings.LLM_MAX_ANSWER_TOKENS,
-            temperature=0.0,
-            repeat_penalty=1.1,
-            response_format={"type": "json_object", "schema": answer_mod.ANSWER_SCHEMA},
-        )
-        raw = out["choices"][0]["message"]["content"]
+        raw = "".join(answer_mod.write_json(llm, messages))
         text, _, _ = answer_mod.parse_model_output(raw, "")
         row["verification"] = verify_answer(text, passages, q.question).get("status") if text else None
         row["answer"] = text

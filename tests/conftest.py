@@ -41,6 +41,7 @@ def fake_llm(monkeypatch, settings, tmp_path):
     llm = FakeLlama()
     monkeypatch.setattr(answering, "get_llm", lambda: llm)
     monkeypatch.setattr(answering, "_yes_probability", llm.yes_probability)
+    monkeypatch.setattr(answering, "write_json", llm.write_json)
     settings.LLM_MODEL_PATH = tmp_path / "fake-model.gguf"
     return llm
 

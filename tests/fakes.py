@@ -31,8 +31,8 @@ def reply(answer: str, cited: list[int], found: bool = True) -> str:
 
 
 class FakeLlama:
-    """Streams a scripted JSON reply, a few characters at a time, in the shape of
-    llama-cpp-python's create_chat_completion(stream=True)."""
+    """The local model: streams a scripted JSON reply a few characters at a time, and answers the
+    yes/no question with a set probability."""
 
     def __init__(self, reply: str = reply("Company means any corporation [1].", [1]), delay: float = 0.0) -> None:
         self.reply = reply
@@ -51,16 +51,16 @@ class FakeLlama:
             raise self.p_yes
         return self.p_yes
 
-    def create_chat_completion(self, messages, stream=False, **kwargs):
+    def write_json(self, llm, messages):
+        """Stands in for answer.write_json: the scripted JSON reply, a few characters at a time."""
         self.calls.append(messages)
-        self.kwargs = kwargs
         with self._lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
             for start in range(0, len(self.reply), 3):
                 time.sleep(self.delay)
-                yield {"choices": [{"delta": {"content": self.reply[start : start + 3]}}]}
+                yield self.reply[start : start + 3]
         finally:
             with self._lock:
                 self.active -= 1

@@ -66,6 +66,19 @@ ANSWER_SCHEMA = {
     },
     "required": ["answer", "cited_passages", "passages_state_answer"],
 }
+# Every reply under ANSWER_SCHEMA opens this way, so the prompt ends with these characters instead
+# of the model generating them one token at a time (about 0.3 s sooner to the first word on 2 cores,
+# docs/benchmarks.md); the grammar below holds the model to the rest of the schema from there.
+ANSWER_PREFILL = '{ "answer": "'
+ANSWER_REST_GRAMMAR = r"""
+root ::= (char* "\"" space "," space "\"cited_passages\"" space ":" space cited "," space
+          "\"passages_state_answer\"" space ":" space boolean "}" space)
+char ::= [^"\\] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])
+cited ::= "[" space (integer ("," space integer)*)? "]" space
+integer ::= ([0-9] | [1-9] [0-9]*) space
+boolean ::= ("true" | "false") space
+space ::= " "?
+"""
 
 
 class ModelUnavailable(Exception):
@@ -335,7 +348,8 @@ def parse_model_output(raw: str, partial_answer: str) -> tuple[str, list[int], b
     return text, list(dict.fromkeys(inline or cited)), found
 
 
-# Asked before the answer is written, with the same passages and question: small models' next-token
+# Asked after the draft is written (so the draft streams sooner; the prompt prefix is reused, so the
+# question costs only its own ~45 tokens), with the same passages and question: small models' next-token
 # probability of "yes" tells answerable from unanswerable questions far better than the verdict
 # they write (docs/benchmarks.md: on the FinTextQA tune half the written verdict said "stated" for
 # 41 of 41 questions; P(yes) >= 0.5 kept 20 of 22 answerable ones and declined 12 of 19 probes).
@@ -387,16 +401,45 @@ def _chat_formatter(template: str, eos: str):
     return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token="")
 
 
+def _prompt_tokens(llm, messages: list[dict], reply_start: str = "") -> tuple[list[int], str]:
+    """The chat prompt for `messages` in the model's own template, as tokens, with the assistant's
+    reply opened by `reply_start`; and the end-of-turn text."""
+    eos = llm._model.token_get_text(llm.token_eos())
+    prompt = _chat_formatter(llm.metadata["tokenizer.chat_template"], eos)(messages=messages).prompt
+    return llm.tokenize((prompt + reply_start).encode(), add_bos=False, special=True), eos
+
+
+def write_json(llm, messages: list[dict]) -> Iterator[str]:
+    """The model's JSON reply (ANSWER_SCHEMA) to `messages`, piece by piece as it is written,
+    beginning with ANSWER_PREFILL. llama-cpp-python reuses the cached prefix of the prompt."""
+    from llama_cpp import LlamaGrammar
+
+    decoding = {
+        "max_tokens": settings.LLM_MAX_ANSWER_TOKENS,
+        "temperature": 0.0,
+        "repeat_penalty": 1.1,  # greedy decoding of small models otherwise loops on a phrase
+        "stream": True,
+    }
+    if "tokenizer.chat_template" not in llm.metadata:  # a GGUF without one: llama-cpp-python's default
+        schema = {"type": "json_object", "schema": ANSWER_SCHEMA}
+        for chunk in llm.create_chat_completion(messages=messages, response_format=schema, **decoding):
+            yield chunk["choices"][0]["delta"].get("content") or ""
+        return
+    tokens, eos = _prompt_tokens(llm, messages, ANSWER_PREFILL)
+    grammar = LlamaGrammar.from_string(ANSWER_REST_GRAMMAR, verbose=False)
+    yield ANSWER_PREFILL
+    for chunk in llm.create_completion(tokens, grammar=grammar, stop=[eos], **decoding):
+        yield chunk["choices"][0]["text"]
+
+
 def _yes_probability(llm, messages: list[dict]) -> float:
     """P("yes") / P("yes" or "no") for the first token of the model's reply, from its logits.
     llama-cpp-python's own `generate` evaluates the prompt, reusing the cached prefix (the
-    passages and question open the answer prompt too, so only the yes/no question is new work,
-    here and again for the answer); the first token's logits are then read, the token unused."""
+    passages and question open the answer prompt too, so only the yes/no question is new work);
+    the first token's logits are then read, the token unused."""
     import numpy as np
 
-    eos = llm._model.token_get_text(llm.token_eos())
-    prompt = _chat_formatter(llm.metadata["tokenizer.chat_template"], eos)(messages=messages).prompt
-    tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    tokens, _ = _prompt_tokens(llm, messages)
     steps = llm.generate(tokens, temp=0.0)
     next(steps)
     steps.close()
@@ -462,7 +505,8 @@ def settle(
     text, citations, verification and quality check from the result.
 
     Declined: no answer, an answer that says the passages lack it, or (local model) a probability
-    below REGQA_ANSWERABLE_THRESHOLD that the passages state the answer. An answer none of whose
+    below REGQA_ANSWERABLE_THRESHOLD that the passages state the answer (the draft is then kept as
+    `withheld_draft` in the verification, shown folded, never as the answer). An answer none of whose
     sentences the check can support is never shown as the answer. If the model said the passages
     state it (`answerable` at or above the threshold), RegQA quotes the passage sentences closest
     to it instead, keeping the draft; otherwise (no such question asked: the 0.5B, the large
@@ -476,10 +520,12 @@ def settle(
     threshold = answerable_threshold(passages)
     gate = {} if answerable is None else {"answerability": round(answerable, 3), "answerability_threshold": threshold}
     if answerable is not None and answerable < threshold:
-        text = ""  # not written: the model was asked first
-    verification = (
-        verify_answer(text, passages, answer.question) | {"model_says_passages_answer": found} | gate if text else gate
-    )
+        verification = gate | ({"withheld_draft": text} if text else {})
+        text = ""  # written first, to stream sooner; withheld: the model doubts the passages state it
+    elif text:
+        verification = verify_answer(text, passages, answer.question) | {"model_says_passages_answer": found} | gate
+    else:
+        verification = gate
     if text and answerable is not None and verification["status"] == "unverified" and not REFUSAL.search(text):
         quote = quote_passages(answer.question, text, passages)
         checked = verify_answer(quote, passages, answer.question) if quote else {"status": "unverified"}
@@ -527,32 +573,20 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
             _generate_lock.acquire()
         try:
             llm = get_llm()
-            threshold = answerable_threshold(sent)
-            if threshold > 0:
-                yield "status", "Reading the passages..."
+            # the draft first, so the analyst reads it sooner; it is labelled a draft until checked
+            yield "status", "Writing a draft answer (checked against the passages before it counts)..."
+            field = AnswerFieldStream()
+            for piece in write_json(llm, messages):
+                raw.append(piece)
+                text = field.feed(piece)
+                if text:
+                    if not pieces:
+                        answer.first_token_ms = round(retrieval_ms + (time.perf_counter() - started) * 1000, 1)
+                    pieces.append(text)
+                    yield "token", text
+            if answerable_threshold(sent) > 0:
+                yield "status", "Asking the model whether the passages state the answer..."
                 answerable = answerability(answer.question, sent)
-            if answerable is None or answerable >= threshold:
-                yield "status", "Writing the answer..."
-                stream = llm.create_chat_completion(
-                    messages=messages,
-                    max_tokens=settings.LLM_MAX_ANSWER_TOKENS,
-                    temperature=0.0,
-                    repeat_penalty=1.1,  # greedy decoding of small models otherwise loops on a phrase
-                    stream=True,
-                    response_format={"type": "json_object", "schema": ANSWER_SCHEMA},
-                )
-                field = AnswerFieldStream()
-                for chunk in stream:
-                    piece = chunk["choices"][0]["delta"].get("content") or ""
-                    if not piece:
-                        continue
-                    raw.append(piece)
-                    text = field.feed(piece)
-                    if text:
-                        if not pieces:
-                            answer.first_token_ms = round(retrieval_ms + (time.perf_counter() - started) * 1000, 1)
-                        pieces.append(text)
-                        yield "token", text
         finally:
             _generate_lock.release()
         text, cited, found = parse_model_output("".join(raw), "".join(pieces)) if raw else ("", [], False)
