@@ -584,6 +584,7 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
                         answer.first_token_ms = round(retrieval_ms + (time.perf_counter() - started) * 1000, 1)
                     pieces.append(text)
                     yield "token", text
+            checked = time.perf_counter()  # the check: the yes/no question, then the verification
             if answerable_threshold(sent) > 0:
                 yield "status", "Asking the model whether the passages state the answer..."
                 answerable = answerability(answer.question, sent)
@@ -592,7 +593,6 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
         text, cited, found = parse_model_output("".join(raw), "".join(pieces)) if raw else ("", [], False)
         if text:
             yield "status", "Checking the citations..."
-        checked = time.perf_counter()
         settle(answer, text, cited, found, sent, answerable)
         if text:
             answer.check_ms = round((time.perf_counter() - checked) * 1000, 1)
