@@ -178,6 +178,7 @@ def score_answer(answer, q: Question, answerable: bool, file_names: dict[int, st
 
     row = {
         "qid": q.qid,
+        "answer_id": answer.pk,  # bench/answer_thresholds.py re-decides stored answers by id
         "answerable": answerable,
         "status": answer.status,
         "answer": answer.answer_text,
