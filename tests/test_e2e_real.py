@@ -104,8 +104,8 @@ def test_instructions_inside_a_document_are_not_obeyed():
 
 def test_the_default_model_tells_a_question_its_passages_answer_from_one_they_do_not(settings):
     """The answerability question on the real default model: its probability of "yes" is read
-    from llama.cpp's logits, and the answer written right after it (reusing the evaluated
-    passages) is still a valid, cited answer."""
+    from llama.cpp's logits after the answer is written (reusing the evaluated passages), and
+    the answer is a valid, cited one."""
     settings.ANSWERABLE_THRESHOLD = 0.5  # strong or weak retrieval alike: this PDF's title is bare
     from django.core.files.base import ContentFile
 

@@ -361,7 +361,8 @@ ANSWERABLE_QUESTION = (
 
 
 # P(yes) thresholds measured on the FinTextQA tune half (bench/answerability.py, docs/benchmarks.md):
-# (when retrieval strength is 5 of 5, when it is lower). The 0.5B's probability does not separate
+# (when retrieval strength is 5 of 5, when it is lower). Lower ones (bench/answer_thresholds.py) only
+# let through questions whose passages lack the gold page. The 0.5B's probability does not separate
 # answerable from unanswerable questions: it is not asked.
 ANSWERABLE_THRESHOLDS = {"qwen2.5-coder-1.5b-instruct-q4_k_m.gguf": (0.5, 0.6)}
 
