@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from throwaway import setup_django_here
+
 GRID = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
 
 
@@ -28,11 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("runs", type=Path, nargs="+", help="JSON written by `evaluate answers --json`")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "regqa.settings")
-    import django
-
-    django.setup()
+    setup_django_here()
     from django.conf import settings
 
     from regqa.qa import answer as answering

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from throwaway import setup_django_here
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -34,6 +33,17 @@ def sent_passages(question: str) -> list[dict]:
 
     found = retrieve(question)[: settings.CONTEXT_PASSAGES]
     return [p.as_dict() | {"n": n + 1} for n, p in enumerate(found)]
+
+
+def with_passages(items: list) -> Iterator[tuple[int, object, bool, list[dict]]]:
+    """(index, question, answerable, the passages the ask flow gives the model) for each item."""
+    for i, (q, answerable) in enumerate(items):
+        yield i, q, answerable, sent_passages(q.question)
+
+
+def show(i: int, row: dict, *extra: object) -> None:
+    """One progress line: the question's index and kind and each probability measured."""
+    print(i, int(row["answerable"]), " ".join(f"{k} {v:.2f}" for k, v in row["p"].items()), *extra, flush=True)
 
 
 def report(rows: list[dict], names: list[str]) -> None:
@@ -55,11 +65,7 @@ def setup(description: str) -> tuple[argparse.Namespace, list]:
     parser.add_argument("--model")
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "regqa.settings")
-    import django
-
-    django.setup()
+    setup_django_here()
     from regqa.qa import answer as answer_mod
     from regqa.qa.evaluate import read_questions
 

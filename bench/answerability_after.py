@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from answerability import report, sent_passages, setup
+from answerability import report, setup, show, with_passages
 
 FOLLOW_UPS = {
     "every claim": "Is every claim in your answer stated in the passages? Reply with yes or no.",
@@ -27,8 +27,7 @@ def main() -> None:
 
     llm = answer_mod.get_llm()
     rows = []
-    for i, (q, answerable) in enumerate(items):
-        passages = sent_passages(q.question)
+    for i, q, answerable, passages in with_passages(items):
         row = {"qid": q.qid, "answerable": answerable, "p": {"before": answer_mod.answerability(q.question, passages)}}
         messages = answer_mod.build_messages(q.question, passages)
         raw = "".join(answer_mod.write_json(llm, messages))
@@ -39,7 +38,7 @@ def main() -> None:
             chat = [*messages, {"role": "assistant", "content": raw}, {"role": "user", "content": follow_up}]
             row["p"][name] = answer_mod._yes_probability(llm, chat)
         rows.append(row)
-        print(i, int(answerable), " ".join(f"{k} {v:.2f}" for k, v in row["p"].items()), row["verification"])
+        show(i, row, row["verification"])
     report(rows, ["before", *FOLLOW_UPS])
     args.json.write_text(json.dumps(rows, indent=1))
 

@@ -129,7 +129,7 @@ if BM25_K1 < 0 or not 0.0 <= BM25_B <= 1.0:
     raise ImproperlyConfigured("REGQA_BM25_K1 must be at least 0 and REGQA_BM25_B between 0 and 1.")
 # If no retrieved passage reaches this cosine similarity, the question is taken as "the corpus does not cover it".
 MIN_RELEVANCE = env_float("REGQA_MIN_RELEVANCE", 0.30)
-# The local model is asked "do the passages state the answer?" before it writes one; below this
+# The local model is asked "do the passages state the answer?" after it writes its draft; below this
 # probability of "yes" RegQA declines (the _WEAK value applies when retrieval strength is below
 # 5 of 5). Unset: the values measured for the packaged model in use (regqa/qa/answer.py
 # ANSWERABLE_THRESHOLDS; not asked for other models); 0: never ask.

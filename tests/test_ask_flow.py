@@ -155,7 +155,7 @@ def test_the_models_written_verdict_decides_nothing_once_it_was_asked_first(clie
     assert answer.status == Answer.Status.ANSWERED and answer.verification["status"] == "partial"
     assert "1 of 2 sentences are supported" in html
 
-    # a model that is not asked first (the 0.5B, the large model): its doubt declines a partial answer
+    # a model that is not asked (the 0.5B, the large model): its doubt declines a partial answer
     settings.ANSWERABLE_THRESHOLD = 0
     ask(client, "What does company mean in the definitions?")
     answer = Answer.objects.latest("pk")
