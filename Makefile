@@ -21,6 +21,7 @@ test-fast: setup
 lint:
 	.venv/bin/ruff check regqa tests scripts bench
 	.venv/bin/ruff format --check regqa tests scripts bench
+	REGQA_DEBUG=1 .venv/bin/mypy
 
 # Delete the database, uploads and index (models and the compiled wheel stay cached).
 reset:

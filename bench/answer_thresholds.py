@@ -30,7 +30,7 @@ def main() -> None:
     setup_django_here()
     from django.conf import settings
 
-    from regqa.qa import answer as answering
+    from regqa.qa import citations, decision
     from regqa.qa.models import Answer
     from regqa.qa.quality import retrieval_strength
 
@@ -43,10 +43,10 @@ def main() -> None:
         if not draft:
             return False
         sent = [p for p in answer.passages if p.get("sent_to_model")]
-        cited = [c["n"] for c in answering.parse_citations(draft, 10**6)]
+        cited = [c["n"] for c in citations.parse_citations(draft, 10**6)]
         settings.ANSWERABLE_THRESHOLD = settings.ANSWERABLE_THRESHOLD_WEAK = 1e-9  # the gate open
         trial = Answer(question=answer.question)
-        answering.settle(trial, draft, cited, v.get("model_says_passages_answer", True), sent, p)
+        decision.settle(trial, draft, cited, v.get("model_says_passages_answer", True), sent, p)
         return trial.status == Answer.Status.ANSWERED
 
     for run in args.runs:

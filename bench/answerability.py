@@ -66,13 +66,13 @@ def setup(description: str) -> tuple[argparse.Namespace, list]:
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
     setup_django_here()
-    from regqa.qa import answer as answer_mod
+    from regqa.qa import llm as local_llm
     from regqa.qa.evaluate import read_questions
 
     if args.model:
         from regqa.qa.management.commands.evaluate import model_path
 
-        answer_mod.use_model(model_path(args.model))
+        local_llm.use_model(model_path(args.model))
     items = [(q, True) for q in read_questions(args.questions)]
     if args.unanswerable:
         items += [(q, False) for q in read_questions(args.unanswerable)]

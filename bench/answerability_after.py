@@ -23,20 +23,22 @@ def main() -> None:
     args, items = setup(__doc__)
 
     from regqa.qa import answer as answer_mod
+    from regqa.qa import llm as local_llm
+    from regqa.qa import prompts
     from regqa.qa.verify import verify_answer
 
-    llm = answer_mod.get_llm()
+    model = local_llm.get_model()
     rows = []
     for i, q, answerable, passages in with_passages(items):
         row = {"qid": q.qid, "answerable": answerable, "p": {"before": answer_mod.answerability(q.question, passages)}}
-        messages = answer_mod.build_messages(q.question, passages)
-        raw = "".join(answer_mod.write_json(llm, messages))
-        text, _, _ = answer_mod.parse_model_output(raw, "")
+        messages = prompts.build_messages(q.question, passages)
+        raw = "".join(model.stream_json(messages))
+        text, _, _ = local_llm.parse_model_output(raw, "")
         row["verification"] = verify_answer(text, passages, q.question).get("status") if text else None
         row["answer"] = text
         for name, follow_up in FOLLOW_UPS.items():
             chat = [*messages, {"role": "assistant", "content": raw}, {"role": "user", "content": follow_up}]
-            row["p"][name] = answer_mod._yes_probability(llm, chat)
+            row["p"][name] = model.yes_probability(chat)
         rows.append(row)
         show(i, row, row["verification"])
     report(rows, ["before", *FOLLOW_UPS])

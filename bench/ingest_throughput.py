@@ -37,7 +37,8 @@ def bench_pdfs(folder: Path) -> None:
     from django.core.files.base import ContentFile
     from pypdf import PdfReader
 
-    from regqa.documents.ingest import embedding_text, ingest_document
+    from regqa.documents.chunking import embedding_text
+    from regqa.documents.ingest import ingest_document
     from regqa.documents.models import Document
 
     pdfs = sorted(folder.glob("*.pdf"))
@@ -74,8 +75,8 @@ def bench_pdfs(folder: Path) -> None:
 
 
 def bench_passages(path: Path, limit: int) -> None:
+    from regqa.documents.chunking import embedding_text
     from regqa.documents.embed import get_model
-    from regqa.documents.ingest import embedding_text
     from regqa.documents.models import Chunk, Document
     from regqa.documents.passages import import_passages
 

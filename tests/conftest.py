@@ -8,7 +8,7 @@ from pypdf import PdfWriter
 
 from regqa import roles
 from regqa.documents import embed, index, lexical
-from regqa.qa import answer as answering
+from regqa.qa import llm as local_llm
 
 from .factories import UserFactory
 from .fakes import FakeLlama, hashed_embedding
@@ -39,9 +39,8 @@ def fake_embedder(monkeypatch, settings):
 @pytest.fixture
 def fake_llm(monkeypatch, settings, tmp_path):
     llm = FakeLlama()
-    monkeypatch.setattr(answering, "get_llm", lambda: llm)
-    monkeypatch.setattr(answering, "_yes_probability", llm.yes_probability)
-    monkeypatch.setattr(answering, "write_json", llm.write_json)
+    monkeypatch.setattr(local_llm, "_model", llm)
+    monkeypatch.setattr(local_llm, "get_model", lambda: llm)  # whichever model file is asked for
     settings.LLM_MODEL_PATH = tmp_path / "fake-model.gguf"
     return llm
 

@@ -31,8 +31,11 @@ def reply(answer: str, cited: list[int], found: bool = True) -> str:
 
 
 class FakeLlama:
-    """The local model: streams a scripted JSON reply a few characters at a time, and answers the
-    yes/no question with a set probability."""
+    """The local model (llm.LocalModel): streams a scripted JSON reply a few characters at a time,
+    and answers the yes/no question with a set probability."""
+
+    name = "fake-model.gguf"
+    sha256 = ""
 
     def __init__(self, reply: str = reply("Company means any corporation [1].", [1]), delay: float = 0.0) -> None:
         self.reply = reply
@@ -44,15 +47,15 @@ class FakeLlama:
         self.max_active = 0
         self._lock = threading.Lock()
 
-    def yes_probability(self, llm, messages: list[dict]) -> float:
-        """Stands in for answer._yes_probability (the real one reads llama.cpp's logits)."""
+    def yes_probability(self, messages: list[dict]) -> float:
+        """The real one reads llama.cpp's logits."""
         self.asked.append(messages)
         if isinstance(self.p_yes, Exception):
             raise self.p_yes
         return self.p_yes
 
-    def write_json(self, llm, messages):
-        """Stands in for answer.write_json: the scripted JSON reply, a few characters at a time."""
+    def stream_json(self, messages):
+        """The scripted JSON reply, a few characters at a time."""
         self.calls.append(messages)
         with self._lock:
             self.active += 1

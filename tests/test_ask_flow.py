@@ -10,7 +10,7 @@ from django.urls import reverse
 from regqa.documents.ingest import ingest_document
 from regqa.documents.models import Document
 from regqa.qa import answer as answering
-from regqa.qa import quality
+from regqa.qa import citations, decision, llm, prompts, quality
 from regqa.qa.models import Answer
 
 from .conftest import make_pdf
@@ -92,10 +92,10 @@ def test_prompt_marks_document_text_as_untrusted_and_numbers_passages(client_for
 def test_the_reply_is_held_to_the_answer_schema_after_the_prefilled_opening():
     from llama_cpp import LlamaGrammar
 
-    assert LlamaGrammar.from_string(answering.ANSWER_REST_GRAMMAR, verbose=False)  # llama.cpp accepts it
-    written = answering.ANSWER_PREFILL + 'It does [1].", "cited_passages": [1], "passages_state_answer": true}'
-    assert set(json.loads(written)) == set(answering.ANSWER_SCHEMA["required"])
-    assert answering.parse_model_output(written, "") == ("It does [1].", [1], True)
+    assert LlamaGrammar.from_string(llm.ANSWER_REST_GRAMMAR, verbose=False)  # llama.cpp accepts it
+    written = prompts.ANSWER_PREFILL + 'It does [1].", "cited_passages": [1], "passages_state_answer": true}'
+    assert set(json.loads(written)) == set(prompts.ANSWER_SCHEMA["required"])
+    assert llm.parse_model_output(written, "") == ("It does [1].", [1], True)
 
 
 def test_a_model_without_a_chat_template_answers_through_llama_cpp_python_default_format():
@@ -107,10 +107,11 @@ def test_a_model_without_a_chat_template_answers_through_llama_cpp_python_defaul
             yield {"choices": [{"delta": {"role": "assistant"}}]}
             yield {"choices": [{"delta": {"content": reply("Yes [1].", [1])}}]}
 
-    llm = NoTemplate()
-    written = "".join(answering.write_json(llm, [{"role": "user", "content": "q"}]))
-    assert answering.parse_model_output(written, "")[0] == "Yes [1]."
-    assert llm.response_format["schema"] == answering.ANSWER_SCHEMA and llm.kwargs["temperature"] == 0.0
+    model = object.__new__(llm.LlamaCppModel)  # the in-process model, around a stand-in for llama.cpp
+    model.llm = fake = NoTemplate()
+    written = "".join(model.stream_json([{"role": "user", "content": "q"}]))
+    assert llm.parse_model_output(written, "")[0] == "Yes [1]."
+    assert fake.response_format["schema"] == prompts.ANSWER_SCHEMA and fake.kwargs["temperature"] == 0.0
 
 
 def test_nothing_relevant_says_not_covered_without_calling_the_model(client_for, rulebook, fake_llm):
@@ -193,7 +194,7 @@ def test_an_unverifiable_answer_is_replaced_by_the_closest_passage_sentences(
     assert answer.citations == [{"n": 1, "valid": True}]
 
     # nothing to quote: declined, and the draft stays visible as unverified
-    monkeypatch.setattr(answering, "quote_passages", lambda *args: "")
+    monkeypatch.setattr(decision, "quote_passages", lambda *args: "")
     ask(client, "What does company mean in the definitions?")
     answer = Answer.objects.latest("pk")
     html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
@@ -207,13 +208,13 @@ def test_the_answerability_threshold_is_measured_per_model_and_asks_more_of_weak
     strong = [{"n": 1, "score": 0.72}]
     weak = [{"n": 1, "score": 0.45}]
     settings.LLM_MODEL_PATH = "/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-    assert answering.answerable_threshold(strong) == 0.5 and answering.answerable_threshold(weak) == 0.6
+    assert decision.answerable_threshold(strong) == 0.5 and decision.answerable_threshold(weak) == 0.6
     settings.LLM_MODEL_PATH = "/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"  # measured: not asked
-    assert answering.answerable_threshold(strong) == answering.answerable_threshold(weak) == 0.0
+    assert decision.answerable_threshold(strong) == decision.answerable_threshold(weak) == 0.0
     settings.ANSWERABLE_THRESHOLD, settings.ANSWERABLE_THRESHOLD_WEAK = 0.4, 0.7  # your own model
-    assert answering.answerable_threshold(strong) == 0.4 and answering.answerable_threshold(weak) == 0.7
+    assert decision.answerable_threshold(strong) == 0.4 and decision.answerable_threshold(weak) == 0.7
     settings.ANSWERABLE_THRESHOLD = 0.0
-    assert answering.answerable_threshold(weak) == 0.0
+    assert decision.answerable_threshold(weak) == 0.0
 
 
 def test_a_threshold_outside_0_to_1_fails_loudly():
@@ -247,7 +248,7 @@ def test_the_model_is_asked_whether_the_passages_answer_and_a_doubted_draft_is_w
         "answerability_threshold": 0.5,
         "withheld_draft": "Company means any corporation [1].",
     }
-    assert answer.citations == [] and answer.answer_text == answering.NOT_COVERED_MESSAGE
+    assert answer.citations == [] and answer.answer_text == decision.NOT_COVERED_MESSAGE
     # the draft streamed first (marked as a draft), then the question was asked on the same passages
     kinds = [kind for kind, _ in events]
     assert kinds.index("token") < max(i for i, (k, d) in enumerate(events) if "state the answer" in d)
@@ -372,7 +373,7 @@ def test_non_htmx_ask_redirects_to_the_answer_page(client_for, rulebook, fake_ll
 
 
 def test_parse_citations():
-    assert answering.parse_citations("A [1]. B [2, 3]. C [1][4].", 3) == [
+    assert citations.parse_citations("A [1]. B [2, 3]. C [1][4].", 3) == [
         {"n": 1, "valid": True},
         {"n": 2, "valid": True},
         {"n": 3, "valid": True},
@@ -383,14 +384,14 @@ def test_parse_citations():
 def test_answer_field_is_streamed_out_of_partial_json_at_any_chunk_boundary():
     raw = reply('Loans \u00e0 "insiders"\nare limited [2].', [2])
     for size in (1, 2, 5, 17):
-        field = answering.AnswerFieldStream()
+        field = llm.AnswerFieldStream()
         text = "".join(field.feed(raw[i : i + size]) for i in range(0, len(raw), size))
         assert text == 'Loans à "insiders"\nare limited [2].'
 
 
 def test_model_output_parsing():
-    assert answering.parse_model_output(reply("Yes, it does.", [2, 1, 2]), "") == ("Yes, it does. [2][1]", [2, 1], True)
-    assert answering.parse_model_output(reply("It does [3].", [1]), "") == ("It does [3].", [3], True)
-    assert answering.parse_model_output(reply("", [], found=False), "")[2] is False
+    assert llm.parse_model_output(reply("Yes, it does.", [2, 1, 2]), "") == ("Yes, it does. [2][1]", [2, 1], True)
+    assert llm.parse_model_output(reply("It does [3].", [1]), "") == ("It does [3].", [3], True)
+    assert llm.parse_model_output(reply("", [], found=False), "")[2] is False
     # cut off by the token limit: keep what was streamed, with no citation
-    assert answering.parse_model_output('{"answer": "Partial ans', "Partial ans") == ("Partial ans", [], True)
+    assert llm.parse_model_output('{"answer": "Partial ans', "Partial ans") == ("Partial ans", [], True)

@@ -19,8 +19,8 @@ from .test_ask_flow import ask, rulebook, sse_events  # noqa: F401  (rulebook is
 @pytest.mark.django_db
 def test_chain_links_every_entry_and_verifies(users):
     before = AuditEvent.objects.count()  # creating the users was recorded too
-    first = log.record("test.event", "first", user=users["admin"], data={"n": 1, "text": "é"})
-    second = log.record("test.event", "second", actor="system")
+    first = log.record("log.exported", "first", user=users["admin"], data={"n": 1, "text": "é"})
+    second = log.record("log.exported", "second", actor="system")
     assert AuditEvent.objects.get(seq=1).prev_hash == log.GENESIS
     assert first.seq == before + 1 and second.seq == before + 2 and second.prev_hash == first.hash
     assert first.actor == "admin" and first.role == "Admins"
@@ -30,7 +30,7 @@ def test_chain_links_every_entry_and_verifies(users):
 
 @pytest.mark.django_db
 def test_edits_and_deletes_are_refused_by_the_app(users):
-    event = log.record("test.event", "original")
+    event = log.record("log.exported", "original")
     event.summary = "changed"
     with pytest.raises(AppendOnlyError):
         event.save()
@@ -50,7 +50,7 @@ def test_database_triggers_refuse_raw_sql_changes():
     migration = import_module("regqa.audit.migrations.0002_append_only_triggers")
     with connection.cursor() as cur:
         migration.install(cur.execute, connection.vendor)  # rolled back with the test
-    event = log.record("test.event", "original")
+    event = log.record("log.exported", "original")
     for sql in ("UPDATE audit_auditevent SET summary = 'x'", "DELETE FROM audit_auditevent"):
         with pytest.raises(IntegrityError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
             cur.execute(sql)
@@ -60,7 +60,7 @@ def test_database_triggers_refuse_raw_sql_changes():
 @pytest.mark.django_db
 def test_verify_names_the_tampered_entry_and_a_missing_one():
     for n in range(5):
-        log.record("test.event", f"event {n}", data={"n": n})
+        log.record("log.exported", f"event {n}", data={"n": n})
     with connection.cursor() as cur:  # an attacker with database access (no triggers here)
         cur.execute("UPDATE audit_auditevent SET summary = 'rewritten' WHERE seq = 3")
     result = log.verify()
@@ -127,7 +127,7 @@ def test_uploads_deletes_exports_and_failed_logins_are_recorded(client, client_f
 
 @pytest.mark.django_db
 def test_only_auditors_see_the_trail_and_it_shows_the_chain_state(client_for):
-    log.record("test.event", "something happened")
+    log.record("log.exported", "something happened")
     assert client_for("analyst").get(reverse("audit_trail")).status_code == 403
     page = client_for("auditor").get(reverse("audit_trail") + "?verify=1").content.decode()
     assert f"Chain intact: {AuditEvent.objects.count()} entries verified" in page and "something happened" in page

@@ -105,7 +105,7 @@ def test_pdf_with_an_empty_user_password_is_read(fake_embedder, tmp_path, settin
 def test_failed_document_can_be_retried_after_the_cause_is_fixed(fake_embedder, monkeypatch):
     from django.core.files.base import ContentFile
 
-    from regqa.documents import ingest
+    from regqa.documents import embed, ingest
 
     document = Document.objects.create(title="flaky", sha256="f" * 64)
     document.file.save("flaky.pdf", ContentFile(make_pdf([GOOD_TEXT])))
@@ -116,7 +116,7 @@ def test_failed_document_can_be_retried_after_the_cause_is_fixed(fake_embedder, 
     assert document.status == Document.Status.FAILED and "disk full" in document.status_detail
     assert document.chunks.count() == 0 and document.pages.count() == 0  # the transaction rolled back
     monkeypatch.undo()
-    monkeypatch.setattr(ingest.embed, "embed_passages", __import__("tests.fakes").fakes.hashed_embedding)
+    monkeypatch.setattr(embed, "embed_passages", __import__("tests.fakes").fakes.hashed_embedding)
     assert ingest_document(document.pk).status == Document.Status.READY
     assert index.get_index().ids() == set(document.chunks.values_list("pk", flat=True))
 

@@ -1,4 +1,5 @@
-from regqa.documents.ingest import PageText, chunk_pages, embedding_text, is_heading, read_pdf_pages
+from regqa.documents.chunking import PageText, chunk_pages, embedding_text, is_heading
+from regqa.documents.ingest import read_pdf_pages
 
 from .conftest import PDFS
 

@@ -343,7 +343,7 @@ def test_a_scan_is_ocred_when_ocr_is_installed_and_marked_needs_ocr_when_not(fak
 
 
 def test_embedding_shortest_first_returns_vectors_in_the_callers_order(fake_embedder, settings):
-    from regqa.documents.ingest import embed_texts
+    from regqa.documents.embed import embed_texts
 
     from .fakes import hashed_embedding
 

@@ -50,7 +50,9 @@ def test_a_gold_item_counts_once_even_if_several_passages_hit_it():
 
 
 def test_page_level_gold_matches_the_document_file_and_page_range():
-    passage = Passage(1, 7, "Reg H", "", 4, 5, "text", 0.5)
+    passage = Passage(
+        chunk_id=1, document_id=7, document_title="Reg H", section="", page_start=4, page_end=5, text="text", score=0.5
+    )
     gold = [{"document": "12cfr208.pdf", "page": 5}, {"document": "12cfr208.pdf", "page": 6}, {"passage_id": "x"}]
     assert hits_per_rank([passage], gold, {7: "12cfr208.pdf"}) == [{0}]
     assert hits_per_rank([passage], gold, {7: "other.pdf"}) == [set()]

@@ -82,7 +82,7 @@ def test_tuning_brings_questions_closer_to_their_passages_and_reembed_uses_the_t
         assert reembed_library() == Chunk.objects.count()
         chunk = Chunk.objects.select_related("document").get(external_id="p-mlro")
         assert chunk.embedding != stored_before
-        from regqa.documents.ingest import embedding_text
+        from regqa.documents.chunking import embedding_text
 
         expected = embed.embed_passages([embedding_text(chunk.section, chunk.text, chunk.document.title)])[0]
         assert np.allclose(np.frombuffer(chunk.embedding, dtype="float32"), expected, atol=1e-5)

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from . import log
+from .models import EventKind
 
 
 def _ip(request) -> str:
@@ -15,17 +16,17 @@ def _ip(request) -> str:
 
 def login_failed(sender, credentials, request=None, **kwargs) -> None:
     username = str(credentials.get("username", ""))
-    log.record("login.failed", f"Failed login for {username!r}", actor=username, data={"ip": _ip(request)})
+    log.record(EventKind.LOGIN_FAILED, f"Failed login for {username!r}", actor=username, data={"ip": _ip(request)})
 
 
 def logged_in(sender, request, user, **kwargs) -> None:
-    log.record("login", f"{user.get_username()} logged in", user=user, data={"ip": _ip(request)})
+    log.record(EventKind.LOGIN, f"{user.get_username()} logged in", user=user, data={"ip": _ip(request)})
 
 
 def user_saved(sender, instance, created, update_fields=None, **kwargs) -> None:
     if update_fields is not None and set(update_fields) <= {"last_login"}:
         return  # the save Django makes at each login, recorded as "login"
-    kind = "user.created" if created else "user.changed"
+    kind = EventKind.USER_CREATED if created else EventKind.USER_CHANGED
     log.record(
         kind,
         f"{kind.split('.')[1].capitalize()} user {instance.get_username()}",
@@ -39,7 +40,9 @@ def user_saved(sender, instance, created, update_fields=None, **kwargs) -> None:
 
 
 def user_deleted(sender, instance, **kwargs) -> None:
-    log.record("user.deleted", f"Deleted user {instance.get_username()}", data={"user": instance.get_username()})
+    log.record(
+        EventKind.USER_DELETED, f"Deleted user {instance.get_username()}", data={"user": instance.get_username()}
+    )
 
 
 def roles_changed(sender, instance, action, pk_set, **kwargs) -> None:
@@ -47,7 +50,7 @@ def roles_changed(sender, instance, action, pk_set, **kwargs) -> None:
         return
     names = sorted(Group.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
     log.record(
-        "user.roles_changed",
+        EventKind.USER_ROLES_CHANGED,
         f"Roles of {instance.get_username()}: {action[5:]} {', '.join(names)}",
         data={
             "user": instance.get_username(),

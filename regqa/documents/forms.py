@@ -1,3 +1,5 @@
+"""The upload and metadata forms of the library: input checks only (upload.py accepts the files)."""
+
 from __future__ import annotations
 
 from django import forms
@@ -34,7 +36,7 @@ class MetadataForm(forms.ModelForm):
 class UploadForm(forms.Form):
     """One or more PDFs with the metadata they share; each title comes from its PDF unless given."""
 
-    files = MultipleFileField(label="PDF files")
+    files = MultipleFileField(label="PDF files")  # type: ignore[assignment]  # shadows Form.files by design
     title = forms.CharField(max_length=300, required=False, help_text="Only for a single file; default: from the PDF.")
     issuer = forms.CharField(label="Regulator / issuer", max_length=200, required=False)
     jurisdiction = forms.CharField(max_length=100, required=False)
@@ -54,7 +56,7 @@ class UploadForm(forms.Form):
         self.fields["sensitivity"].initial = settings.DEFAULT_SENSITIVITY
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         files = data.get("files") or []
         if len(files) > 1 and data.get("title"):
             self.add_error("title", "A title can only be given when uploading one file.")

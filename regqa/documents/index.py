@@ -23,6 +23,7 @@ import numpy as np
 from django.conf import settings
 
 from .embed import DIMENSIONS
+from .models import Chunk, Document
 
 
 class VectorIndex:
@@ -65,7 +66,8 @@ class VectorIndex:
             return []
         params = None
         if only is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(only, dtype="int64")))
+            selector = faiss.IDSelectorBatch(np.asarray(only, dtype="int64"))
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # SWIG: keywords set attributes
         query = np.asarray(vector, dtype="float32").reshape(1, -1)
         scores, ids = index.search(query, min(k, index.ntotal), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
@@ -75,7 +77,8 @@ class VectorIndex:
 
     def ids(self) -> set[int]:
         index = self.current()
-        return {int(i) for i in faiss.vector_to_array(index.id_map)} if index.ntotal else set()
+        id_map = index.id_map  # type: ignore[attr-defined]  # an IndexIDMap2
+        return {int(i) for i in faiss.vector_to_array(id_map)} if index.ntotal else set()
 
     # -- writing ------------------------------------------------------------------------------
     @contextmanager
@@ -132,9 +135,7 @@ def get_index() -> VectorIndex:
 
 def live_chunks():
     """Chunks of ready documents: exactly what the index should hold."""
-    from .models import Chunk, Document
-
-    return Chunk.objects.filter(document__status=Document.Status.READY)
+    return Chunk.live.filter(document__status=Document.Status.READY)
 
 
 def rebuild_from_database(batch: int = 5000) -> int:

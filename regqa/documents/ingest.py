@@ -1,22 +1,16 @@
-"""PDF ingestion: text per page -> chunks that keep document, page and section -> embeddings -> index.
-
-The pure parts (reading, cleaning, chunking) take plain values so they can be tested without a
-database; `ingest_document` ties them to the models and the index.
+"""Ingestion of one stored document, in order: read the PDF's text per page (OCR when needed) ->
+cut it into passages (chunking.py) -> embed them -> store pages and passages and index them, in one
+transaction. Also the other steps that change a document's passages: supersede, delete, rechunk.
+Upload checks are checks.py and upload.py; this module never decides whether a file is accepted.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import shutil
 import subprocess
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from django.conf import settings
@@ -24,98 +18,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from regqa.audit import log as audit_log
+from regqa.audit.models import EventKind
 
-from . import embed, index
+from . import extract, index
+from .checks import IngestError, looks_like_pdf
+from .chunking import ChunkDraft, PageText, chunk_pages, embedding_text, first_heading
+from .embed import embed_texts
 from .models import Chunk, Document, Page
 
 log = logging.getLogger("regqa.ingest")
-
-PDF_MAGIC = b"%PDF-"
-
-
-class IngestError(Exception):
-    """A problem with the input that the uploader can understand and fix."""
-
-    def __init__(self, message: str, needs_ocr: bool = False) -> None:
-        super().__init__(message)
-        self.needs_ocr = needs_ocr
-
-
-@dataclass
-class PageText:
-    number: int  # 1-based
-    text: str
-
-
-@dataclass
-class ChunkDraft:
-    ordinal: int
-    text: str
-    section: str
-    page_start: int | None = None
-    page_end: int | None = None
-    external_id: str = ""  # the source's own id, for imported passages
-
-
-# ---------------------------------------------------------------------------------------------
-# Checking and reading files
-
-
-def looks_like_pdf(head: bytes) -> bool:
-    """PDF files start with %PDF- (some tools put junk first; the spec allows 1024 bytes)."""
-    return PDF_MAGIC in head[:1024]
-
-
-def check_upload(fh: BinaryIO, size: int) -> str:
-    """Cheap checks done before accepting an upload. Returns the file's SHA-256."""
-    max_bytes = settings.MAX_UPLOAD_MB * 1024 * 1024
-    if size == 0:
-        raise IngestError("The file is empty.")
-    if size > max_bytes:
-        raise IngestError(f"The file is {size / 1e6:.1f} MB; the limit is {settings.MAX_UPLOAD_MB} MB.")
-    fh.seek(0)
-    head = fh.read(1024)
-    if not looks_like_pdf(head):
-        raise IngestError("This is not a PDF file (it does not start with a PDF header), whatever its name says.")
-    fh.seek(0)
-    digest = hashlib.sha256()
-    for block in iter(lambda: fh.read(1 << 20), b""):
-        digest.update(block)
-    fh.seek(0)
-    return digest.hexdigest()
-
-
-def accept_upload(upload, metadata: dict, user) -> Document:
-    """Check an uploaded file and store it as a queued document (ingestion is enqueued when the
-    transaction commits). Raises IngestError for a file that cannot be accepted."""
-    from . import tasks
-
-    sha256 = check_upload(upload, upload.size)
-    existing = Document.objects.filter(sha256=sha256).first()
-    if existing:
-        raise IngestError(f"This file is already in the library as “{existing.title}”.")
-    old = metadata.get("supersedes")
-    with transaction.atomic():
-        document = Document.objects.create(
-            title=metadata.get("title") or (old.title if old else Path(upload.name).stem),
-            title_from_file=not metadata.get("title") and not old,
-            issuer=metadata.get("issuer") or (old.issuer if old else ""),
-            jurisdiction=metadata.get("jurisdiction") or (old.jurisdiction if old else ""),
-            doc_type=metadata.get("doc_type") or (old.doc_type if old else ""),
-            effective_date=metadata.get("effective_date"),
-            sensitivity=metadata.get("sensitivity") or settings.DEFAULT_SENSITIVITY,
-            tags=metadata.get("tags", ""),
-            supersedes=old,
-            version=old.version + 1 if old else 1,
-            original_name=upload.name,
-            file=upload,
-            sha256=sha256,
-            size_bytes=upload.size,
-            uploaded_by=user,
-        )
-        transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))
-        audit_log.record_document("document.uploaded", document, user=user)
-    return document
 
 
 MIN_TEXT_CHARS = 20
@@ -147,8 +58,6 @@ def read_pdf_pages(path: Path, title_out: list[str] | None = None) -> list[PageT
 
 
 def _extract(path: Path) -> dict:
-    from . import extract
-
     result = extract.run(
         str(path), settings.MAX_PDF_PAGES, settings.MAX_EXTRACT_SECONDS, settings.MAX_EXTRACT_MEMORY_MB
     )
@@ -158,12 +67,10 @@ def _extract(path: Path) -> dict:
 
 
 def _text_problem(texts: list[str]) -> str:
-    from .extract import readable_share
-
     joined = "\n".join(texts)
     if len(joined.strip()) < MIN_TEXT_CHARS:
         return "No text could be extracted from this PDF: it is probably a scan without a text layer"
-    if readable_share(joined) < MIN_READABLE_SHARE:
+    if extract.readable_share(joined) < MIN_READABLE_SHARE:
         return "The text layer of this PDF is unreadable (the extracted characters are not words)"
     return ""
 
@@ -184,134 +91,6 @@ def ocr(path: Path) -> Path:
         message = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
         raise IngestError(f"OCR failed: {message[0][:300]}", needs_ocr=True)
     return out
-
-
-def first_heading(pages: list[PageText]) -> str:
-    """A title from the first page: its first line that reads like a heading."""
-    for line in (pages[0].text if pages else "").splitlines()[:15]:
-        line = " ".join(line.split())
-        if 8 <= len(line) <= 150 and sum(c.isalpha() for c in line) > len(line) / 2 and not line[0].isdigit():
-            return line
-    return ""
-
-
-# ---------------------------------------------------------------------------------------------
-# Cleaning and chunking
-
-HEADING_PATTERNS = [
-    re.compile(r"^§\s*\d+[\w.-]*\s+[A-Z(].{0,150}$"),  # § 208.1 Authority, purpose, and scope.
-    re.compile(r"^(PART|Part)\s+\d+\s*[—–-].{0,150}$"),  # PART 208—MEMBERSHIP OF ...
-    re.compile(r"^Subpart\s+[A-Z]{1,3}\s*[—–-].{0,150}$"),  # Subpart A—General ...
-    re.compile(r"^(Rule|Article|Section|Chapter|CHAPTER|ARTICLE|SECTION)\s+[\dIVXLC]+(\.\d+)*[.:]?\s+\S.{0,120}$"),
-    re.compile(r"^\d+(\.\d+){1,4}\.?\s+[A-Z][^.;:]{2,100}$"),  # 3.2.1 Capital requirements
-    re.compile(r"^Appendix\s+[A-Z0-9]+\b.{0,150}$"),
-]
-_WS = re.compile(r"[ \t\u00a0]+")
-_DIGITS = re.compile(r"\d+")
-
-
-def is_heading(line: str) -> bool:
-    line = line.strip()
-    if not 3 <= len(line) <= 160:
-        return False
-    if any(p.match(line) for p in HEADING_PATTERNS):
-        return True
-    letters = [c for c in line if c.isalpha()]
-    # Short ALL-CAPS lines ("STATEMENT ON LONGER-RUN GOALS") are headings in most rulebooks.
-    return len(letters) >= 6 and all(c.isupper() for c in letters) and len(line.split()) <= 14
-
-
-def strip_running_lines(pages: list[PageText]) -> list[list[str]]:
-    """Split pages into lines and drop running headers/footers and bare page numbers.
-
-    A line near the top or bottom of a page that recurs (digits ignored) on at least a third of
-    the pages is a running header or footer, not content.
-    """
-    split = [[_WS.sub(" ", line).strip() for line in p.text.splitlines()] for p in pages]
-    split = [[line for line in lines if line] for lines in split]
-    edge_counts: Counter[str] = Counter()
-    for lines in split:
-        edges = set(lines[:2] + lines[-2:])
-        edge_counts.update(_DIGITS.sub("#", e) for e in edges)
-    threshold = max(3, len(pages) // 3)
-    running = {k for k, n in edge_counts.items() if n >= threshold}
-    cleaned = []
-    for lines in split:
-        keep = []
-        for i, line in enumerate(lines):
-            at_edge = i < 2 or i >= len(lines) - 2
-            if at_edge and (_DIGITS.sub("#", line) in running or line.isdigit()):
-                continue
-            keep.append(line)
-        cleaned.append(keep)
-    return cleaned
-
-
-def chunk_pages(pages: list[PageText], words: int | None = None, overlap: int | None = None) -> list[ChunkDraft]:
-    """Cut page text into overlapping windows of about `words` words.
-
-    Every word remembers its page and the section heading in force, so each chunk knows the
-    page(s) it spans and its section. A new section always starts a new chunk, so a passage
-    never mixes two rules. Words hyphenated across lines are joined again.
-    """
-    words = words or settings.CHUNK_WORDS
-    overlap = settings.CHUNK_OVERLAP_WORDS if overlap is None else overlap
-    step = max(1, words - overlap)
-
-    # (word, page, section) stream, grouped into runs that share a section.
-    runs: list[tuple[str, list[tuple[str, int]]]] = []
-    section = ""
-    carry = ""  # first half of a word hyphenated at a line end
-    heading_continues = False  # "§ 208.6 Establishment and mainte-" / "nance of branches."
-    for page, lines in zip(pages, strip_running_lines(pages), strict=True):
-        for line in lines:
-            if heading_continues and len(line) <= 80 and not is_heading(line):
-                section = (section[:-1] + line)[:300]
-                runs[-1] = (section, runs[-1][1])
-            heading_continues = False
-            if is_heading(line):
-                section = line[:300]
-                runs.append((section, []))
-                heading_continues = line.endswith("-")
-            if not runs:
-                runs.append((section, []))
-            tokens = line.split()
-            if carry and tokens:
-                tokens[0] = carry + tokens[0]
-                carry = ""
-            if tokens and tokens[-1].endswith("-") and len(tokens[-1]) > 2 and tokens[-1][-2].isalpha():
-                carry = tokens.pop()[:-1]
-            runs[-1][1].extend((t, page.number) for t in tokens)
-    if carry and runs:
-        runs[-1][1].append((carry, pages[-1].number))
-
-    drafts: list[ChunkDraft] = []
-    for section, stream in runs:
-        if not stream:
-            continue
-        start = 0
-        while True:
-            window = stream[start : start + words]
-            drafts.append(
-                ChunkDraft(
-                    ordinal=len(drafts),
-                    text=" ".join(w for w, _ in window),
-                    section=section,
-                    page_start=window[0][1],
-                    page_end=window[-1][1],
-                )
-            )
-            if start + words >= len(stream):
-                break
-            start += step
-    return drafts
-
-
-def embedding_text(section: str, text: str, title: str = "") -> str:
-    """What gets embedded: the document title and heading give a passage the context its words
-    lack ("Regulation O", "§ 215.2 Definitions")."""
-    context = [part for part in (title, section) if part and not text.startswith(part)]
-    return "\n".join([*context, text])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,26 +160,6 @@ def ingest_document(document_id: int) -> Document:
     return Document.objects.get(pk=document_id)
 
 
-def embed_texts(texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Embed in batches, calling progress(number done) after each batch.
-
-    Texts are embedded shortest first, as one sentence-transformers call over everything would:
-    batches of similar length need little padding (measured: 72% -> see docs/benchmarks.md of
-    the raw throughput on ObliQA passages without it, whose lengths vary a lot)."""
-    if not texts:
-        return np.zeros((0, embed.DIMENSIONS), dtype="float32")
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    parts = []
-    step = settings.EMBEDDING_BATCH_SIZE * 4
-    for start in range(0, len(texts), step):
-        parts.append(embed.embed_passages([texts[i] for i in order[start : start + step]]))
-        if progress:
-            progress(min(start + step, len(texts)))
-    vectors = np.empty((len(texts), embed.DIMENSIONS), dtype="float32")
-    vectors[order] = np.vstack(parts)
-    return vectors
-
-
 def store_chunks(
     document: Document, drafts: list[ChunkDraft], vectors: np.ndarray, pages: list[PageText] | None = None
 ) -> int:
@@ -413,24 +172,13 @@ def store_chunks(
     with transaction.atomic():
         _remove_chunks(document)
         Page.objects.bulk_create(Page(document=document, number=p.number, text=p.text) for p in pages)
-        chunks = Chunk.objects.bulk_create(
-            Chunk(
-                document=document,
-                ordinal=d.ordinal,
-                text=d.text,
-                section=d.section,
-                page_start=d.page_start,
-                page_end=d.page_end,
-                external_id=d.external_id,
-                embedding=vectors[i].tobytes(),
-            )
-            for i, d in enumerate(drafts)
-        )
-        index.get_index().add([c.pk for c in chunks], vectors)
-        if document.supersedes_id:
+        chunks = _add_chunks(document, drafts, vectors)
+        if document.supersedes is not None:
             supersede(document.supersedes)
             audit_log.record_document(
-                "document.superseded", document.supersedes, actor=f"ingestion of {document.title} v{document.version}"
+                EventKind.DOCUMENT_SUPERSEDED,
+                document.supersedes,
+                actor=f"ingestion of {document.title} v{document.version}",
             )
         Document.objects.filter(pk=document.pk).update(
             status=Document.Status.READY,
@@ -441,6 +189,25 @@ def store_chunks(
             ingested_at=timezone.now(),
         )
     return len(chunks)
+
+
+def _add_chunks(document: Document, drafts: list[ChunkDraft], vectors: np.ndarray) -> list[Chunk]:
+    """Store a document's new passages and add them to the index (inside the caller's transaction)."""
+    chunks = Chunk.objects.bulk_create(
+        Chunk(
+            document=document,
+            ordinal=d.ordinal,
+            text=d.text,
+            section=d.section,
+            page_start=d.page_start,
+            page_end=d.page_end,
+            external_id=d.external_id,
+            embedding=vectors[i].tobytes(),
+        )
+        for i, d in enumerate(drafts)
+    )
+    index.get_index().add([c.pk for c in chunks], vectors)
+    return chunks
 
 
 def _remove_chunks(document: Document) -> None:
@@ -468,3 +235,31 @@ def delete_document(document: Document) -> None:
         document.delete()
     if stored:
         document.file.storage.delete(stored)
+
+
+def rechunk_document(document: Document, words: int | None = None, overlap: int | None = None) -> tuple[int, int]:
+    """Cut a ready document's stored pages into passages again with the current chunking
+    (REGQA_CHUNK_WORDS / _OVERLAP unless given) and index the new passages instead of the old.
+
+    The old passages are retired, not deleted: they leave the index and search, and answers that
+    cited them still open exactly what they cited. Returns (retired, created); (0, 0) when the
+    new cut is the same as the live one, or the document has no stored pages (imported passages
+    are not cut by RegQA: re-import them instead).
+    """
+    pages = [PageText(p.number, p.text) for p in document.pages.order_by("number")]
+    if document.status != Document.Status.READY or not pages:
+        return 0, 0
+    drafts = chunk_pages(pages, words, overlap)
+    old = list(Chunk.live.filter(document=document).order_by("ordinal"))
+    same = [(c.text, c.section, c.page_start, c.page_end) for c in old]
+    if same == [(d.text, d.section, d.page_start, d.page_end) for d in drafts]:
+        return 0, 0
+    vectors = embed_texts([embedding_text(d.section, d.text, document.title) for d in drafts])
+    with transaction.atomic():
+        Chunk.objects.filter(pk__in=[c.pk for c in old]).update(retired_at=timezone.now())
+        index.get_index().remove([c.pk for c in old])
+        chunks = _add_chunks(document, drafts, vectors)
+        Document.objects.filter(pk=document.pk).update(chunk_count=len(chunks))
+        document.chunk_count = len(chunks)
+        audit_log.record_document(EventKind.DOCUMENT_RECHUNKED, document, actor="manage.py index rechunk")
+    return len(old), len(chunks)

@@ -20,7 +20,7 @@ import Stemmer
 from django.conf import settings
 from django.db.models import Count, Max
 
-from .ingest import embedding_text
+from .chunking import embedding_text
 from .models import Chunk
 
 _stemmer = Stemmer.Stemmer("english")
@@ -55,7 +55,7 @@ class LexicalIndex:
         self._ids: list[int] = []
 
     def _build(self) -> None:
-        rows = list(Chunk.objects.values_list("pk", "text", "section", "document__title"))
+        rows = list(Chunk.live.values_list("pk", "text", "section", "document__title"))
         self._ids = [pk for pk, *_ in rows]
         if not rows:
             self._bm25 = None
@@ -64,14 +64,17 @@ class LexicalIndex:
         bm25.index(tokenize([embedding_text(s, t, title) for _, t, s, title in rows]), show_progress=False)
         self._bm25 = bm25
 
-    def search(self, query: str, k: int, only: set[int] | None = None) -> list[tuple[int, float]]:
-        """The k best chunk ids by BM25; `only` restricts them to those ids (a weight mask)."""
+    def _current(self) -> tuple[bm25s.BM25 | None, list[int]]:
         with self._lock:
-            version = tuple(Chunk.objects.aggregate(n=Count("pk"), last=Max("pk")).values())
+            version = tuple(Chunk.live.aggregate(n=Count("pk"), last=Max("pk")).values())
             if version != self._version:
                 self._build()
                 self._version = version
-            bm25, ids = self._bm25, self._ids
+            return self._bm25, self._ids
+
+    def search(self, query: str, k: int, only: set[int] | None = None) -> list[tuple[int, float]]:
+        """The k best chunk ids by BM25; `only` restricts them to those ids (a weight mask)."""
+        bm25, ids = self._current()
         if bm25 is None:
             return []
         tokens = tokenize([query])

@@ -1,7 +1,13 @@
+"""Documents, their extracted pages and their passages (chunks), the records ingestion writes.
+No ingestion logic here (ingest.py)."""
+
 from __future__ import annotations
+
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Document(models.Model):
@@ -63,10 +69,6 @@ class Document(models.Model):
     @property
     def is_stalled(self) -> bool:
         """Processing, but no progress for longer than a document may take: its worker is gone."""
-        from datetime import timedelta
-
-        from django.utils import timezone
-
         if self.status != self.Status.PROCESSING or self.heartbeat_at is None:
             return False
         return timezone.now() - self.heartbeat_at > timedelta(seconds=settings.INGEST_STALLED_SECONDS)
@@ -95,6 +97,11 @@ class Page(models.Model):
         return f"{self.document.title}, page {self.number}"
 
 
+class LiveChunks(models.Manager):
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(retired_at__isnull=True)
+
+
 class Chunk(models.Model):
     """A retrievable passage. Its primary key is also its id in the FAISS index."""
 
@@ -106,6 +113,12 @@ class Chunk(models.Model):
     page_end = models.PositiveIntegerField(null=True, blank=True)
     external_id = models.CharField(max_length=200, blank=True, db_index=True)
     embedding = models.BinaryField(help_text="float32 vector, so the index can be rebuilt without re-encoding.")
+    # Set when `index rechunk` replaced the passage with new ones: it leaves the index and search,
+    # but stays, so answers that cited it still open exactly what they cited.
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    objects = models.Manager()  # every passage, retired ones included (what answers cite)
+    live = LiveChunks()  # the passages search may return
 
     class Meta:
         ordering = ["document", "ordinal"]

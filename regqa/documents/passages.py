@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from regqa.audit.log import record_document
+from regqa.audit.models import EventKind
 
-from .ingest import ChunkDraft, IngestError, embed_texts, embedding_text, store_chunks
+from .checks import IngestError
+from .chunking import ChunkDraft, embedding_text
+from .embed import embed_texts
+from .ingest import store_chunks
 from .models import Document
 
 
@@ -125,7 +129,7 @@ def import_group(
         )
         raise
     document.refresh_from_db()
-    record_document("document.uploaded", document, user=user, actor="manage.py import_passages")
+    record_document(EventKind.DOCUMENT_UPLOADED, document, user=user, actor="manage.py import_passages")
     return document, True
 
 

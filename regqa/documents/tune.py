@@ -18,7 +18,9 @@ import numpy as np
 from django.conf import settings
 
 from . import embed
-from .ingest import embed_texts, embedding_text
+from .chunking import embedding_text
+from .embed import embed_texts
+from .index import rebuild_from_database
 from .models import Chunk, Document
 
 
@@ -57,7 +59,7 @@ def fine_tune(
     progress: Callable[[float], None] | None = None,
 ) -> dict:
     """Train from the configured embedding model and save the result to `out_dir`."""
-    import torch
+    import torch  # loads torch: only when training
     from sentence_transformers import SentenceTransformer
 
     if len(pairs) < 2:
@@ -108,9 +110,7 @@ def fine_tune(
 def reembed_library(progress: Callable[[int], None] | None = None) -> int:
     """Re-encode every stored passage with the configured embedding model and rebuild the index
     (after changing REGQA_EMBEDDING_MODEL: stored embeddings of another model do not compare)."""
-    from .index import rebuild_from_database
-
-    rows = list(Chunk.objects.select_related("document").only("pk", "section", "text", "document__title"))
+    rows = list(Chunk.live.select_related("document").only("pk", "section", "text", "document__title"))
     vectors = embed_texts([embedding_text(c.section, c.text, c.document.title) for c in rows], progress)
     for chunk, vector in zip(rows, vectors, strict=True):
         chunk.embedding = vector.tobytes()

@@ -1,3 +1,5 @@
+"""URLs of the library, document files, pages and passages."""
+
 from django.urls import path
 
 from . import views

@@ -1,3 +1,6 @@
+"""The admins' library pages (upload, edit, retry, delete) and the cited page or passage any reader
+opens. Thin: each view checks who may do it and calls upload.py or ingest.py."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -10,10 +13,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from regqa.audit import log as audit_log
+from regqa.audit.models import EventKind
 
 from . import ingest, tasks
+from .checks import IngestError
 from .forms import MetadataForm, UploadForm
 from .models import Chunk, Document, Page
+from .upload import accept_upload
 
 can_manage = permission_required("documents.manage_documents", raise_exception=True)
 
@@ -63,8 +69,8 @@ def upload(request: HttpRequest) -> HttpResponse:
     accepted, refused = [], []
     for upload in form.cleaned_data["files"]:
         try:
-            accepted.append(ingest.accept_upload(upload, form.cleaned_data, request.user))
-        except ingest.IngestError as exc:
+            accepted.append(accept_upload(upload, form.cleaned_data, request.user))
+        except IngestError as exc:
             refused.append(f"{upload.name}: {exc}")
     if not accepted:
         for reason in refused:
@@ -86,7 +92,7 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
         document = form.save(commit=False)
         document.title_from_file = False
         document.save()
-        audit_log.record_document("document.edited", document, user=request.user)
+        audit_log.record_document(EventKind.DOCUMENT_EDITED, document, user=request.user)
         messages.success(request, f"“{document.title}” was updated.")
         return redirect("library")
     status = 422 if form.errors else 200
@@ -101,7 +107,7 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"“{document.title}” is {document.get_status_display().lower()}: nothing to retry.")
         return redirect("library")
     Document.objects.filter(pk=pk).update(status=Document.Status.QUEUED, status_detail="", progress=0)
-    audit_log.record_document("document.retried", document, user=request.user)
+    audit_log.record_document(EventKind.DOCUMENT_RETRIED, document, user=request.user)
     transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))
     return redirect("library")
 
@@ -111,7 +117,7 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
 def delete(request: HttpRequest, pk: int) -> HttpResponse:
     document = get_object_or_404(Document, pk=pk)
     with transaction.atomic():
-        audit_log.record_document("document.deleted", document, user=request.user)
+        audit_log.record_document(EventKind.DOCUMENT_DELETED, document, user=request.user)
         ingest.delete_document(document)
     messages.success(request, f"“{document.title}” was deleted and removed from the index.")
     return redirect("library")

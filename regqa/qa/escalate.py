@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from datetime import time as day_start
 
+import openai
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -21,11 +22,12 @@ from django.utils import timezone
 from regqa.audit import log as audit_log
 from regqa.documents.models import Document
 
-from .answer import settle
+from .citations import cited_numbers
+from .decision import settle
 from .models import Answer, Escalation, EscalationPolicy, EscalationState
 from .redact import restore
 from .routing import Decision, Usage, route
-from .verify import CITATION
+from .schemas import Routing, RoutingAction
 
 log = logging.getLogger("regqa.escalate")
 
@@ -89,12 +91,12 @@ def decide(answer: Answer, *, requested: bool = False) -> Decision:
 
 def apply(answer: Answer, decision: Decision, mode: str = "") -> None:
     """Store a routing decision on the answer; an escalation then waits for stream_escalation."""
-    answer.routing = {k: v for k, v in answer.routing.items() if k == "local"} | decision.as_dict()
-    answer.routing["decided_at"] = timezone.now().isoformat()
-    answer.routing["mode"] = mode
-    if decision.action == "escalate":
+    stored = decision.model_copy(update={"decided_at": timezone.now().isoformat(), "mode": mode})
+    stored.local = answer.routing.get("local")  # the local answer an earlier escalation replaced
+    answer.routing = stored.dump()
+    if decision.action == RoutingAction.ESCALATE:
         answer.escalation_state = EscalationState.PENDING
-    elif decision.action == "refuse":
+    elif decision.action == RoutingAction.REFUSE:
         answer.escalation_state = EscalationState.REFUSED
     else:
         answer.escalation_state = EscalationState.NONE
@@ -117,9 +119,7 @@ def may_request(answer: Answer, user) -> bool:
 
 
 def client():
-    from openai import OpenAI
-
-    return OpenAI(
+    return openai.OpenAI(
         base_url=settings.LARGE_LLM_BASE_URL,
         api_key=settings.LARGE_LLM_API_KEY or "not-needed",  # local servers take any key
         timeout=settings.LARGE_LLM_TIMEOUT,
@@ -127,11 +127,9 @@ def client():
     )
 
 
-def stream_chat(messages: list[dict], usage: dict | None = None) -> Iterator[str]:
+def stream_chat(messages: Sequence[Mapping[str, object]], usage: dict | None = None) -> Iterator[str]:
     """Yield the large model's reply as it is written. Fills `usage` (prompt/completion tokens)
     when the server reports them. Raises LargeModelError with a reason an analyst can read."""
-    import openai
-
     try:
         stream = client().chat.completions.create(
             model=settings.LARGE_LLM_MODEL,
@@ -161,12 +159,7 @@ def parse_reply(text: str) -> tuple[str, list[int], bool]:
     text = text.strip()
     if not text or text.upper().startswith(NOT_COVERED):
         return "", [], False
-    cited: list[int] = []
-    for match in CITATION.finditer(text):
-        for number in match.group(1).split(","):
-            if int(number) not in cited:
-                cited.append(int(number))
-    return text, cited, True
+    return text, cited_numbers(text), True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,32 +203,32 @@ def stream_escalation(answer: Answer) -> Iterator[tuple[str, str]]:
     if not claimed:
         return
     answer.refresh_from_db()
-    decision = answer.routing
+    decision = Routing.load(answer.routing)
     escalation = Escalation.objects.create(
         answer=answer,
         user=answer.user,
-        policy_version=decision["policy_version"],
-        requested=decision.get("requested", False),
+        policy_version=decision.policy_version or 0,
+        requested=decision.requested,
         base_url=settings.LARGE_LLM_BASE_URL,
         model=settings.LARGE_LLM_MODEL,
-        sent=decision["messages"],
-        redactions=decision.get("redactions", {}),
-        tokens_sent=decision.get("estimated_tokens", 0),
+        sent=decision.messages,
+        redactions=decision.redactions,
+        tokens_sent=decision.estimated_tokens,
     )
-    yield "status", f"Asking the large model ({settings.LARGE_LLM_MODEL}): {'; '.join(decision['reasons'])}."
+    yield "status", f"Asking the large model ({settings.LARGE_LLM_MODEL}): {'; '.join(decision.reasons)}."
     started = time.perf_counter()
     pieces: list[str] = []
     usage: dict = {}
     try:
-        for piece in stream_chat(decision["messages"], usage):
+        for piece in stream_chat(decision.messages, usage):
             if not pieces:
                 escalation.first_token_ms = round((time.perf_counter() - started) * 1000, 1)
             pieces.append(piece)
             yield "token", piece
         escalation.received = "".join(pieces)
-        text, cited, found = parse_reply(restore(escalation.received, decision.get("placeholders", {})))
+        text, cited, found = parse_reply(restore(escalation.received, decision.placeholders))
         local = {f: getattr(answer, f) for f in LOCAL_FIELDS}
-        sent = [p for p in answer.passages if p["n"] in set(decision["sent_passages"])]
+        sent = [p for p in answer.passages if p["n"] in set(decision.sent_passages)]
         yield "status", "Checking the large model's citations..."
         settle(answer, text, cited, found, sent)
         add_found_citations(answer)

@@ -14,16 +14,23 @@ import re
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
 from regqa.documents.models import Chunk
 
+from . import escalate
+from .answer import answer_question
+from .citations import CITATION
+from .llm import model_name
+from .models import Answer
+from .quality import CRITERIA
 from .retrieve import Passage, retrieve
-from .verify import CITATION
+from .routing import Usage, route
 
 
 @dataclass
@@ -95,7 +102,8 @@ def evaluate_retrieval(
     questions: list[Question], k: int = 10, mode: str | None = None, progress: Callable[[], None] | None = None
 ) -> dict:
     file_names = dict(Chunk.objects.values_list("document_id", "document__original_name").distinct().order_by())
-    per_question, latencies = [], []
+    per_question: list[dict[str, Any]] = []
+    latencies: list[float] = []
     for q in questions:
         started = time.perf_counter()
         passages = retrieve(q.question, k=k, mode=mode)
@@ -168,13 +176,12 @@ def _median_p95(values: list[float]) -> tuple[float, float]:
 
 
 def _passage(p: dict) -> Passage:
-    return Passage(**{f.name: p.get(f.name, "") for f in fields(Passage)})
+    return Passage.load(p)
 
 
 def score_answer(answer, q: Question, answerable: bool, file_names: dict[int, str]) -> dict:
     """One answer's row: status, timings, and (if answered) citation hit, verification, judge
     scores, token-F1 and ROUGE-L against the reference."""
-    from .models import Answer
 
     row = {
         "qid": q.qid,
@@ -211,8 +218,6 @@ def _mean(values: list[float]) -> float | None:
 
 def summarise(per_question: list[dict], model: str) -> dict:
     """The figures of `evaluate answers` from the rows of score_answer."""
-    from .models import Answer
-    from .quality import CRITERIA
 
     answerable_rows = [r for r in per_question if r["answerable"]]
     answered = [r for r in answerable_rows if r["status"] == Answer.Status.ANSWERED]
@@ -261,12 +266,11 @@ def _file_names() -> dict[int, str]:
 
 
 def evaluate_answers(
-    questions: list[Question], user, unanswerable: list[Question] = (), progress: Callable[[], None] | None = None
+    questions: list[Question], user, unanswerable: Sequence[Question] = (), progress: Callable[[], None] | None = None
 ) -> dict:
     """Ask every question through the full pipeline (retrieve, local model, verification,
     quality check) and score the answers; `unanswerable` questions should be declined.
     The escalation policy is not applied: this measures the local pipeline."""
-    from .answer import answer_question, model_name
 
     file_names = _file_names()
     per_question = []
@@ -282,16 +286,12 @@ def evaluate_routing(
     questions: list[Question],
     user,
     policy,
-    unanswerable: list[Question] = (),
+    unanswerable: Sequence[Question] = (),
     progress: Callable[[], None] | None = None,
 ) -> dict:
     """Every question three ways in one run: always local, always large (the configured
     OpenAI-compatible endpoint, same passages, same redaction), and routed by `policy` in
     automatic mode (the large answer where the router escalates, else the local one)."""
-    from . import escalate
-    from .answer import answer_question, model_name
-    from .models import Answer
-    from .routing import Usage, route
 
     file_names = _file_names()
     rows: dict[str, list[dict]] = {"local": [], "large": [], "routed": []}

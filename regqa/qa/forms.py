@@ -1,9 +1,15 @@
+"""The ask form (question and document filters) and the escalation policy form: input checks only,
+no answering and no saving of policy versions (views do that)."""
+
 from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.models import Group
 
 from regqa.documents.models import Document
+
+from .models import EscalationPolicy
 
 
 def _choices(field: str) -> list[tuple[str, str]]:
@@ -42,7 +48,7 @@ class AskForm(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         for name in ("issuer", "jurisdiction", "doc_type"):
-            self.fields[name].choices = _choices(name)
+            self.fields[name].choices = _choices(name)  # type: ignore[attr-defined]  # ChoiceFields
 
     def clean_question(self) -> str:
         question = self.cleaned_data["question"]
@@ -77,8 +83,6 @@ class PolicyForm(forms.ModelForm):
     )
 
     class Meta:
-        from .models import EscalationPolicy
-
         model = EscalationPolicy
         fields = [
             "mode", "allowed_groups", "max_sensitivity", "redact_patterns", "redact_terms",
@@ -89,17 +93,15 @@ class PolicyForm(forms.ModelForm):
         widgets = {"redact_terms": forms.Textarea(attrs={"rows": 4})}
 
     def __init__(self, *args, **kwargs):
-        from django.contrib.auth.models import Group
-
         super().__init__(*args, **kwargs)
         names = sorted(set(Group.objects.values_list("name", flat=True)) | {"superuser"})
-        self.fields["allowed_groups"].choices = [(n, n) for n in names]
+        self.fields["allowed_groups"].choices = [(n, n) for n in names]  # type: ignore[attr-defined]
         for name in ("min_retrieval_score", "min_groundedness", "min_citation_accuracy"):
             self.fields[name].validators.append(_at_most_5)
             self.fields[name].widget.attrs["max"] = 5
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("mode") != "off" and not data.get("allowed_groups"):
             self.add_error("allowed_groups", "Choose at least one role, or switch escalation off.")
         return data

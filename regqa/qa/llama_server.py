@@ -41,7 +41,7 @@ def serve(model: Path, threads: int = 2, context: int = 4096, timeout: float = 1
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
-                    detail = process.stderr.read().decode()[-2000:]
+                    detail = process.stderr.read().decode()[-2000:] if process.stderr else ""
                     raise ServerFailed(f"llama_cpp.server did not start: {detail}") from None
                 time.sleep(0.5)
         yield url

@@ -1,9 +1,15 @@
+"""What RegQA stores about questions: answers (with their JSON records, typed in schemas.py),
+escalation policy versions and escalations. No answering logic here."""
+
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
 from regqa.documents.models import Document
+
+from .quality import CRITERIA
+from .schemas import PassageSnapshot, Routing, Score, Verification, load_quality
 
 
 class EscalationState(models.TextChoices):
@@ -66,14 +72,29 @@ class Answer(models.Model):
     def __str__(self) -> str:
         return self.question[:80]
 
+    # The JSON columns as typed records (schemas.py), for code that reads them.
+    @property
+    def checked(self) -> Verification:
+        return Verification.load(self.verification)
+
+    @property
+    def scores(self) -> dict[str, Score]:
+        return load_quality(self.quality)
+
+    @property
+    def snapshot(self) -> list[PassageSnapshot]:
+        return [PassageSnapshot.load(p) for p in self.passages]
+
+    @property
+    def route(self) -> Routing | None:
+        return Routing.load(self.routing) if self.routing else None
+
     @property
     def verification_status(self) -> str:
-        return self.verification.get("status", "")
+        return self.checked.status or ""
 
     @property
     def quality_rows(self) -> list[dict]:
-        from .quality import CRITERIA
-
         return [{"key": k, "name": name, **self.quality[k]} for k, name in CRITERIA.items() if k in self.quality]
 
     @property
@@ -179,3 +200,4 @@ class Escalation(models.Model):
 
     def __str__(self) -> str:
         return f"escalation {self.pk} of answer {self.answer_id} ({self.status})"
+

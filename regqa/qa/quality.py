@@ -15,6 +15,7 @@ from django.conf import settings
 
 from regqa.documents import embed
 
+from .schemas import Score
 from .verify import content_terms
 
 CRITERIA = {
@@ -47,7 +48,7 @@ def _score(share: float) -> int:
 
 
 def _item(score: int, explanation: str) -> dict:
-    return {"score": max(1, min(5, int(score))), "explanation": explanation}
+    return Score(score=max(1, min(5, int(score))), explanation=explanation).dump()
 
 
 def retrieval_strength(passages: list[dict]) -> dict:

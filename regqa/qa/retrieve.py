@@ -8,35 +8,16 @@ is what the "does the corpus cover this?" check and the UI use.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 from django.conf import settings
 
 from regqa.documents import embed, index, lexical
 from regqa.documents.models import Chunk, Document
 
+from .schemas import Passage
+
 MODES = ("hybrid", "dense", "bm25")
 RRF_K = 60  # the usual constant of reciprocal rank fusion
-
-
-@dataclass
-class Passage:
-    chunk_id: int
-    document_id: int
-    document_title: str
-    section: str
-    page_start: int | None
-    page_end: int | None
-    text: str
-    score: float
-    external_id: str = ""
-    document_sha256: str = ""  # which version of the document the passage came from
-    document_version: int = 1
-    sensitivity: str = "internal"  # the document's classification, which governs escalation
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def fuse(rankings: list[list[int]], weights: list[float]) -> list[int]:
@@ -63,7 +44,7 @@ def retrieve(
     query = embed.embed_query(question)
     only = None
     if documents is not None:
-        only = list(Chunk.objects.filter(document__in=documents).values_list("pk", flat=True))
+        only = list(Chunk.live.filter(document__in=documents).values_list("pk", flat=True))
     rankings, weights = [], []
     if mode in ("hybrid", "dense"):
         rankings.append([chunk_id for chunk_id, _ in index.get_index().search(query, n, only)])
@@ -73,7 +54,7 @@ def retrieve(
         rankings.append([chunk_id for chunk_id, _ in lexical.get_lexical_index().search(question, n, allowed)])
         weights.append(settings.FUSION_LEXICAL_WEIGHT)
     ranked = fuse(rankings, weights)[: k * 2]
-    chunks = Chunk.objects.select_related("document").in_bulk(ranked)
+    chunks = Chunk.live.select_related("document").in_bulk(ranked)
     passages = []
     for chunk_id in ranked:
         chunk = chunks.get(chunk_id)

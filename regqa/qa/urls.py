@@ -1,3 +1,5 @@
+"""URLs of the ask pages, answers and the escalation policy."""
+
 from django.urls import path
 
 from . import views

@@ -14,7 +14,6 @@ model, so a correct but uncited sentence is reported as such rather than as unsu
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import Stemmer
@@ -22,7 +21,10 @@ from bm25s.stopwords import STOPWORDS_EN
 
 from regqa.documents import embed
 
-CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+from .citations import CITATION, cited_numbers
+from .schemas import SentenceCheck, SpanCheck, Verification, VerificationStatus
+
+Check = SpanCheck
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+")
 FIGURE = re.compile(r"(?<![\w.])\$?\d[\d,]*(?:\.\d+)?%?")
 # Sentence ends: . ! ? followed by space and an upper-case letter, digit or quote. Citations
@@ -70,15 +72,6 @@ def split_sentences(text: str) -> list[str]:
     return merged
 
 
-def cited_numbers(sentence: str) -> list[int]:
-    seen: list[int] = []
-    for match in CITATION.finditer(sentence):
-        for number in match.group(1).split(","):
-            if int(number) not in seen:
-                seen.append(int(number))
-    return seen
-
-
 def passage_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) character offsets of the sentences of a passage."""
     spans, start = [], 0
@@ -87,27 +80,6 @@ def passage_spans(text: str) -> list[tuple[int, int]]:
         start = match.end()
     spans.append((start, len(text)))
     return [(s, e) for s, e in spans if text[s:e].strip()]
-
-
-@dataclass
-class Check:
-    n: int  # passage number
-    supported: bool
-    lexical: float
-    semantic: float
-    span: tuple[int, int]  # supporting span in the passage text
-    reason: str
-
-
-@dataclass
-class SentenceCheck:
-    text: str
-    citations: list[int]
-    supported: bool
-    reason: str
-    checks: list[Check] = field(default_factory=list)
-    passage: int | None = None  # the passage that supports it (or came closest)
-    span: tuple[int, int] | None = None
 
 
 def is_yes_no(question: str) -> bool:
@@ -148,10 +120,13 @@ def check_support(
         key = (added + lexical + float(similarities[i]), i)
         if best is None or key > best[0]:
             best = (key, span, lexical, added, float(similarities[i]))
+    assert best is not None  # spans is never empty (see above)
     _, span, lexical, added, semantic = best
 
     def result(supported: bool, reason: str) -> Check:
-        return Check(n, supported, round(lexical, 3), round(semantic, 3), span, reason)
+        return Check(
+            n=n, supported=supported, lexical=round(lexical, 3), semantic=round(semantic, 3), span=span, reason=reason
+        )
 
     missing = figures(sentence) - figures(text + " " + section) - question_figures
     if missing:
@@ -177,7 +152,7 @@ def verify_answer(answer_text: str, passages: list[dict], question: str = "") ->
     question_figures = frozenset(figures(question))  # "section 9(20)" may be repeated from the question
     sentences = split_sentences(answer_text)
     if not sentences:
-        return {"status": "unverified", "supported": 0, "total": 0, "sentences": []}
+        return Verification(status=VerificationStatus.UNVERIFIED, supported=0, total=0, sentences=[]).dump()
     # One batch of embeddings: the answer's sentences and every sentence of every passage.
     spans = {n: passage_spans(p["text"]) for n, p in given.items()}
     texts = [CITATION.sub(" ", s) for s in sentences]
@@ -200,7 +175,7 @@ def verify_answer(answer_text: str, passages: list[dict], question: str = "") ->
         ]
         good = [c for c in checks if c.supported]
         best = max(good or checks, key=lambda c: (c.supported, c.lexical + c.semantic), default=None)
-        if good:
+        if good and best:
             reason = best.reason if numbers else f"no citation, but {best.reason}"
         elif invalid and not checks:
             reason = f"cites [{', '.join(map(str, invalid))}], which names no passage given to the model"
@@ -222,5 +197,8 @@ def verify_answer(answer_text: str, passages: list[dict], question: str = "") ->
             )
         )
     supported = sum(r.supported for r in results)
-    status = "verified" if supported == len(results) else "partial" if supported else "unverified"
-    return {"status": status, "supported": supported, "total": len(results), "sentences": [asdict(r) for r in results]}
+    if supported == len(results):
+        status = VerificationStatus.VERIFIED
+    else:
+        status = VerificationStatus.PARTIAL if supported else VerificationStatus.UNVERIFIED
+    return Verification(status=status, supported=supported, total=len(results), sentences=results).dump()

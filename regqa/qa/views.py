@@ -1,3 +1,6 @@
+"""The analyst's pages: ask, the streamed answer (server-sent events), history, escalation on request,
+and the policy page. Thin: each view checks who may do it and calls answer.py or escalate.py."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,19 +13,26 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
+from django_htmx.middleware import HtmxDetails
 
 from regqa.audit import log as audit_log
+from regqa.audit.models import EventKind
 
 from . import answer as answering
 from . import escalate as escalating
 from .forms import AskForm, PolicyForm
 from .models import Answer, EscalationPolicy, EscalationState
 
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails  # set by django_htmx's middleware
+
+
 can_ask = permission_required("qa.ask_question", raise_exception=True)
 
 
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     user = request.user
     if user.has_perm("qa.ask_question"):
         return redirect("ask")
@@ -33,7 +43,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @can_ask
-def ask(request: HttpRequest) -> HttpResponse:
+def ask(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "qa/ask.html", {"form": AskForm()})
     form = AskForm(request.POST)
@@ -49,7 +59,7 @@ def ask(request: HttpRequest) -> HttpResponse:
     return render(request, "qa/ask.html#result", {"answer": answer})
 
 
-def _own_answer(request: HttpRequest, pk: int) -> Answer:
+def _own_answer(request: HtmxHttpRequest, pk: int) -> Answer:
     answer = get_object_or_404(Answer, pk=pk)
     if answer.user_id != request.user.pk and not request.user.has_perm("qa.view_answer_log"):
         raise PermissionDenied("This answer belongs to another user.")
@@ -57,7 +67,7 @@ def _own_answer(request: HttpRequest, pk: int) -> Answer:
 
 
 @require_GET
-def answer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def answer_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     answer = _own_answer(request, pk)
     return render(request, "qa/answer_page.html", {"answer": answer})
 
@@ -69,14 +79,14 @@ def _sse(event: str, html: str) -> str:
 
 @require_GET
 @can_ask
-def answer_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+def answer_stream(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
     """Server-sent events: "status" and "token" while the model writes, then "done" with the
     finished answer (citations as links), which htmx swaps in place of the streamed text."""
     answer = get_object_or_404(Answer, pk=pk, user=request.user)
     return _event_stream(request, answer, answering.stream_answer(answer))
 
 
-def _event_stream(request: HttpRequest, answer: Answer, steps: Iterator[tuple[str, str]]) -> StreamingHttpResponse:
+def _event_stream(request: HtmxHttpRequest, answer: Answer, steps: Iterator[tuple[str, str]]) -> StreamingHttpResponse:
     """The (kind, text) steps of a model writing an answer as server-sent events, then "done"
     with the answer as it now stands."""
 
@@ -94,7 +104,7 @@ def _event_stream(request: HttpRequest, answer: Answer, steps: Iterator[tuple[st
 
 @require_POST
 @can_ask
-def escalate(request: HttpRequest, pk: int) -> HttpResponse:
+def escalate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The analyst asks for the large model on a finished answer; the policy decides."""
     answer = get_object_or_404(Answer, pk=pk, user=request.user)
     busy = answer.escalation_state in (EscalationState.PENDING, EscalationState.STREAMING)
@@ -103,7 +113,7 @@ def escalate(request: HttpRequest, pk: int) -> HttpResponse:
     decision = escalating.decide(answer, requested=True)
     if decision.action == "refuse":
         audit_log.record(
-            "answer.escalation_refused",
+            EventKind.ANSWER_ESCALATION_REFUSED,
             f"Escalation refused: {answer.question[:200]}",
             user=request.user,
             data={"answer_id": answer.pk, "policy_version": decision.policy_version, "reasons": decision.reasons},
@@ -115,7 +125,7 @@ def escalate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @can_ask
-def escalation_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+def escalation_stream(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
     """Server-sent events of the large model's answer, then "done" with the whole answer."""
     answer = get_object_or_404(Answer, pk=pk, user=request.user)
     return _event_stream(request, answer, escalating.stream_escalation(answer))
@@ -123,7 +133,7 @@ def escalation_stream(request: HttpRequest, pk: int) -> StreamingHttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @permission_required("qa.manage_policy", raise_exception=True)
-def policy(request: HttpRequest) -> HttpResponse:
+def policy(request: HtmxHttpRequest) -> HttpResponse:
     """The escalation policy: every save is a new version; earlier versions stay listed."""
     current = escalating.current_policy()
     if request.method == "POST":
@@ -148,6 +158,6 @@ def policy(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @can_ask
-def history(request: HttpRequest) -> HttpResponse:
-    answers = Answer.objects.filter(user=request.user)[:200]
+def history(request: HtmxHttpRequest) -> HttpResponse:
+    answers = Answer.objects.filter(user_id=request.user.pk or 0)[:200]
     return render(request, "qa/history.html", {"answers": answers})

@@ -7,7 +7,9 @@ from django.urls import reverse
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from regqa.qa.answer import CITATION
+from regqa.qa.citations import CITATION
+from regqa.qa.escalate import may_request
+from regqa.qa.prompts import INJECTION
 
 register = template.Library()
 
@@ -25,8 +27,6 @@ def passage_url(passage: dict, span: list[int] | tuple[int, int] | None = None) 
 @register.filter
 def addresses_model(passage: dict) -> bool:
     """Whether the passage holds text addressed to an AI model (withheld from the prompt)."""
-    from regqa.qa.answer import INJECTION
-
     return bool(INJECTION.search(passage.get("text", "")))
 
 
@@ -49,7 +49,7 @@ def _with_links(text: str, by_number: dict[int, dict], spans: dict[int, list[int
             number,
         )
 
-    parts = []
+    parts: list[str] = []
     last = 0
     for match in CITATION.finditer(text):
         parts.append(escape(text[last : match.start()]))
@@ -87,6 +87,4 @@ def cited(answer) -> SafeString:
 @register.filter
 def may_escalate(answer, user) -> bool:
     """Whether to offer this user the "ask the large model" button on this answer."""
-    from regqa.qa.escalate import may_request
-
     return may_request(answer, user)

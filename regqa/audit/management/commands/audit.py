@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from regqa.audit import export
 from regqa.audit.log import record, verify
+from regqa.audit.models import EventKind
 
 
 def when(value: str | None):
@@ -64,7 +65,7 @@ class Command(BaseCommand):
             output.with_name(output.name + ".manifest.json").write_text(json.dumps(head, indent=1))
             self.stderr.write(f"{head['count']} entries -> {output} (+ {output.name}.manifest.json)")
         record(
-            "log.exported",
+            EventKind.LOG_EXPORTED,
             f"Audit trail exported as {fmt} ({head['count']} entries)",
             actor="manage.py audit export",
             data={"manifest": head},

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from regqa.documents.ingest import IngestError
+from regqa.documents.checks import IngestError
 from regqa.documents.passages import import_passages, read_passages
 
 

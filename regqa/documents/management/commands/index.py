@@ -1,6 +1,8 @@
 """Index maintenance: `index check` compares the FAISS index with the database; `index rebuild`
 rebuilds it from the embeddings stored with each passage; `index reembed` re-encodes every passage
-with the configured embedding model (after changing REGQA_EMBEDDING_MODEL) and rebuilds."""
+with the configured embedding model (after changing REGQA_EMBEDDING_MODEL) and rebuilds; `index
+rechunk` cuts every ready document's stored pages into passages again with the current
+REGQA_CHUNK_WORDS / REGQA_CHUNK_OVERLAP (old passages are retired, so old answers still open them)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,19 @@ from regqa.documents.index import check_against_database, rebuild_from_database
 
 
 class Command(BaseCommand):
-    help = "check: report passages missing from / extra in the index. rebuild: rebuild it from the database."
+    help = (
+        "check: report passages missing from / extra in the index. rebuild: rebuild it from the database. "
+        "reembed: re-encode every passage. rechunk: cut documents into passages again with the current settings."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["check", "rebuild", "reembed"])
+        parser.add_argument("action", choices=["check", "rebuild", "reembed", "rechunk"])
+        parser.add_argument("--document", type=int, action="append", help="rechunk only this document id (repeatable)")
 
     def handle(self, *args, action: str, **options):
+        if action == "rechunk":
+            self.rechunk(options["document"])
+            return
         if action == "reembed":
             from regqa.documents.embed import model_path
             from regqa.documents.tune import reembed_library
@@ -35,3 +44,31 @@ class Command(BaseCommand):
                 "Run `manage.py index rebuild`."
             )
         self.stdout.write("Index and database agree.")
+
+    def rechunk(self, only: list[int] | None) -> None:
+        from django.conf import settings
+
+        from regqa.documents.ingest import rechunk_document
+        from regqa.documents.models import Document
+
+        documents = Document.objects.filter(status=Document.Status.READY).order_by("pk")
+        if only:
+            documents = documents.filter(pk__in=only)
+            missing = set(only) - set(documents.values_list("pk", flat=True))
+            if missing:
+                raise CommandError(f"No ready document with id {', '.join(map(str, sorted(missing)))}.")
+        changed = 0
+        for document in documents:
+            if not document.pages.exists():
+                self.stdout.write(f"{document.title}: imported passages (no stored pages), left as they are")
+                continue
+            retired, created = rechunk_document(document)
+            if created:
+                changed += 1
+                self.stdout.write(f"{document.title}: {retired} passages retired, {created} new")
+            else:
+                self.stdout.write(f"{document.title}: unchanged")
+        self.stdout.write(
+            f"Rechunked {changed} document(s) with {settings.CHUNK_WORDS} words per passage, "
+            f"{settings.CHUNK_OVERLAP_WORDS} overlap."
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 from django.core.files import File
@@ -10,7 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from regqa.audit import log as audit_log
-from regqa.documents import ingest, tasks
+from regqa.audit.models import EventKind
+from regqa.documents import checks, ingest, tasks
 from regqa.documents.models import Document
 
 
@@ -38,8 +40,8 @@ class Command(BaseCommand):
             titles = json.loads(titles_file.read_text()) if titles_file.exists() else {}
             with path.open("rb") as fh:
                 try:
-                    sha256 = ingest.check_upload(fh, path.stat().st_size)
-                except ingest.IngestError as exc:
+                    sha256 = checks.check_upload(fh, path.stat().st_size)
+                except checks.IngestError as exc:
                     self.stderr.write(f"{path.name}: {exc}")
                     continue
                 existing = Document.objects.filter(sha256=sha256).first()
@@ -54,9 +56,9 @@ class Command(BaseCommand):
                         size_bytes=path.stat().st_size,
                     )
                     document.file.save(path.name, File(fh), save=True)
-                    audit_log.record_document("document.uploaded", document, actor="manage.py ingest_pdfs")
+                    audit_log.record_document(EventKind.DOCUMENT_UPLOADED, document, actor="manage.py ingest_pdfs")
                     if not now:
-                        transaction.on_commit(lambda pk=document.pk: tasks.ingest_document.enqueue(pk))
+                        transaction.on_commit(partial(tasks.ingest_document.enqueue, document.pk))
             if now:
                 document = ingest.ingest_document(document.pk)
                 self.stdout.write(f"{path.name}: {document.get_status_display()} {document.status_detail}".rstrip())

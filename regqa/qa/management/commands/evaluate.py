@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from regqa.documents.embed import embed_query
-from regqa.qa import answer as answering
+from regqa.qa import llm
 from regqa.qa.evaluate import evaluate_answers, evaluate_retrieval, evaluate_routing, read_questions
 from regqa.qa.llama_server import ServerFailed, serve
 from regqa.qa.models import EscalationPolicy
@@ -38,6 +38,7 @@ def model_path(name: str) -> Path:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("fetch_model", settings.BASE_DIR / "scripts" / "fetch_model.py")
+    assert spec is not None and spec.loader is not None  # the script is part of the repository
     fetch_model = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fetch_model)
     if name in fetch_model.MODELS:
@@ -128,10 +129,10 @@ class Command(BaseCommand):
         user, _ = get_user_model().objects.get_or_create(username=EVALUATION_USER, defaults={"is_active": False})
         results = []
         for path in paths:
-            answering.use_model(path)
+            llm.use_model(path)
             try:
-                answering.get_llm()  # loading is not answer time
-            except answering.ModelUnavailable as exc:
+                llm.get_model()  # loading is not answer time
+            except llm.ModelUnavailable as exc:
                 raise CommandError(str(exc)) from exc
             with tqdm(
                 total=len(items) + len(probe), desc=path.name[:30], unit="q", disable=options["verbosity"] < 1
@@ -146,10 +147,10 @@ class Command(BaseCommand):
         if len(options["model"]) > 1:
             raise CommandError("routing compares one local model with the large one: give --model once")
         local = model_path(options["model"][0]) if options["model"] else Path(settings.LLM_MODEL_PATH)
-        answering.use_model(local)
+        llm.use_model(local)
         try:
-            answering.get_llm()
-        except answering.ModelUnavailable as exc:
+            llm.get_model()
+        except llm.ModelUnavailable as exc:
             raise CommandError(str(exc)) from exc
         # Automatic mode, every document allowed (this measures quality, not the sensitivity rules),
         # redaction on, no budget limit; the thresholds are the policy defaults unless given.
