@@ -10,7 +10,7 @@ AUDITORS = "Auditors"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     ANALYSTS: ["qa.ask_question"],
-    ADMINS: ["qa.ask_question", "documents.manage_documents", "qa.manage_policy"],
+    ADMINS: ["qa.ask_question", "documents.manage_documents", "qa.manage_policy", "qa.manage_retrieval"],
     AUDITORS: ["qa.view_answer_log", "qa.export_answer_log"],
 }
 

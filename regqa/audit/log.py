@@ -99,6 +99,7 @@ def record_answer(answer, prompt: list[dict] | None = None, model_sha256: str = 
             "verification": answer.verification,
             "quality": answer.quality,
             "passages": answer.passages,
+            "retrieval_bundle": answer.retrieval_bundle,
             "model": answer.model_name,
             "model_sha256": model_sha256,
             "prompt": prompt,

@@ -72,6 +72,15 @@ class LexicalIndex:
                 self._version = version
             return self._bm25, self._ids
 
+    def all_scores(self, query: str) -> tuple[list[int], np.ndarray]:
+        """(chunk ids, BM25 score of each for the query): every passage scored, for the reranker's
+        features. The ids list is the same object until the passages change."""
+        bm25, ids = self._current()
+        tokens = tokenize([query])[0]
+        if bm25 is None or not tokens:
+            return ids, np.zeros(len(ids), dtype="float32")
+        return ids, np.asarray(bm25.get_scores(tokens), dtype="float32")
+
     def search(self, query: str, k: int, only: set[int] | None = None) -> list[tuple[int, float]]:
         """The k best chunk ids by BM25; `only` restricts them to those ids (a weight mask)."""
         bm25, ids = self._current()

@@ -64,6 +64,7 @@ def start_answer(user, question: str, filters: dict | None = None, route: bool =
         p.as_dict() | {"n": i + 1, "sent_to_model": i < settings.CONTEXT_PASSAGES} for i, p in enumerate(passages)
     ]
     answer = Answer(user=user, question=question, passages=stored, filters=filters, retrieval_ms=round(retrieval_ms, 1))
+    answer.retrieval_bundle = passages[0].bundle if passages else ""
     if not is_covered(passages):
         answer.status = Answer.Status.NOT_COVERED
         answer.answer_text = NOT_COVERED_MESSAGE

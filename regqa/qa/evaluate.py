@@ -42,17 +42,24 @@ class Question:
 
 
 def read_questions(path: Path) -> list[Question]:
-    questions = []
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    data = json.loads(line)
-                    questions.append(
-                        Question(str(data["qid"]), data["question"], list(data.get("gold", [])), data.get("answer", ""))
+        return read_questions_text(fh.read(), path.name)
+
+
+def read_questions_text(text: str, name: str = "the file") -> list[Question]:
+    """Questions from JSON Lines text; a line that is not a question record is an error naming it."""
+    questions = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                data = json.loads(line)
+                questions.append(
+                    Question(
+                        str(data["qid"]), str(data["question"]), list(data.get("gold", [])), data.get("answer", "")
                     )
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise ValueError(f"{path.name}, line {number}: not a question record ({exc})") from exc
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{name}, line {number}: not a question record ({exc})") from exc
     return questions
 
 

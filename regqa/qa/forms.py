@@ -3,12 +3,16 @@ no answering and no saving of policy versions (views do that)."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from django import forms
 from django.conf import settings
 from django.contrib.auth.models import Group
 
 from regqa.documents.models import Document
 
+from .evaluate import read_questions_text
 from .models import EscalationPolicy
 
 
@@ -110,3 +114,41 @@ class PolicyForm(forms.ModelForm):
 def _at_most_5(value: int) -> None:
     if value > 5:
         raise forms.ValidationError("Scores run from 1 to 5 (0 turns the trigger off).")
+
+
+class RetrievalTrainingForm(forms.Form):
+    """A labelled questions file to train a retrieval bundle on."""
+
+    pairs = forms.FileField(
+        label="Labelled questions (JSON Lines)",
+        help_text='One question a line: {"qid", "question", "gold": [{"passage_id": ...} '
+        'or {"document": FILE, "page": N}]}.',
+    )
+    folds = forms.IntegerField(min_value=2, max_value=10, initial=5, help_text="Cross-validation folds, by question.")
+
+    MAX_BYTES = 50 * 1024 * 1024
+
+    def clean_pairs(self):
+        upload = self.cleaned_data["pairs"]
+        if upload.size > self.MAX_BYTES:
+            raise forms.ValidationError("The file is larger than 50 MB.")
+        try:
+            questions = read_questions_text(upload.read().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise forms.ValidationError("The file is not UTF-8 text.") from exc
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        if not questions:
+            raise forms.ValidationError("The file holds no question.")
+        upload.seek(0)
+        return upload
+
+    def store(self, data_dir) -> tuple[Path, str]:
+        """Keep the file under the data directory (the worker reads it), named by its SHA-256."""
+        upload = self.cleaned_data["pairs"]
+        content = upload.read()
+        sha256 = hashlib.sha256(content).hexdigest()
+        path = Path(data_dir) / "retrieval" / "pairs" / f"{sha256}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        return path, sha256

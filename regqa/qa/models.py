@@ -60,6 +60,7 @@ class Answer(models.Model):
     routing = models.JSONField(default=dict, blank=True)
     escalation_state = models.CharField(max_length=20, choices=EscalationState.choices, blank=True, db_index=True)
     answered_by = models.CharField(max_length=10, default="local")  # "local" or "large"
+    retrieval_bundle = models.CharField(max_length=40, blank=True)  # the learned ranking used ("": none)
 
     class Meta:
         ordering = ["-created_at"]
@@ -201,3 +202,52 @@ class Escalation(models.Model):
     def __str__(self) -> str:
         return f"escalation {self.pk} of answer {self.answer_id} ({self.status})"
 
+
+class RetrievalBundle(models.Model):
+    """One trained ranking (retrieval bundle): its files live under
+    DATA_DIR/retrieval/bundles/<pk>/ (bundle.json, ranker.txt); this row is its state. At most one
+    is active; the one active before it stays ready, one click away (rollback)."""
+
+    class Status(models.TextChoices):
+        TRAINING = "training", "Training"
+        READY = "ready", "Ready (not active)"
+        ACTIVE = "active", "Active"
+        REJECTED = "rejected", "Not activated: its figures do not beat the active ranking"
+        FAILED = "failed", "Failed"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.TRAINING, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    detail = models.TextField(blank=True, help_text="What training is doing, or why it failed.")
+    pairs_file = models.CharField(max_length=300, blank=True)
+    pairs_sha256 = models.CharField(max_length=64, blank=True)
+    summary = models.JSONField(default=dict, blank=True)  # training data: questions, gold found
+    figures = models.JSONField(default=dict, blank=True)  # the cross-validated figures it reached
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        permissions = [("manage_retrieval", "Can train and activate retrieval bundles")]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        return f"bundle v{self.pk}"
+
+    @property
+    def headline(self) -> dict[str, float] | None:
+        """The cross-validated Recall@k and MAP@k (means, spread) of the bundle and of the untrained ranking."""
+        if not self.figures:
+            return None
+        k, f = self.figures["k"], self.figures
+        return {
+            "recall": f["reranker"][f"recall@{k}"]["mean"],
+            "recall_sd": f["reranker"][f"recall@{k}"]["sd"],
+            "map": f["reranker"][f"map@{k}"]["mean"],
+            "map_sd": f["reranker"][f"map@{k}"]["sd"],
+            "untrained_recall": f["rrf"][f"recall@{k}"]["mean"],
+            "untrained_map": f["rrf"][f"map@{k}"]["mean"],
+        }

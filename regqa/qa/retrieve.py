@@ -14,6 +14,7 @@ from django.conf import settings
 from regqa.documents import embed, index, lexical
 from regqa.documents.models import Chunk, Document
 
+from . import bundle, rank
 from .schemas import Passage
 
 MODES = ("hybrid", "dense", "bm25")
@@ -24,8 +25,8 @@ def fuse(rankings: list[list[int]], weights: list[float]) -> list[int]:
     """Weighted reciprocal rank fusion: sum of weight / (RRF_K + rank) over the lists."""
     scores: dict[int, float] = {}
     for ranking, weight in zip(rankings, weights, strict=True):
-        for rank, chunk_id in enumerate(ranking, start=1):
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank)
+        for position, chunk_id in enumerate(ranking, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + position)
     return sorted(scores, key=lambda chunk_id: -scores[chunk_id])
 
 
@@ -42,6 +43,57 @@ def retrieve(
     mode = mode or settings.RETRIEVAL_MODE
     n = max(settings.RETRIEVAL_CANDIDATES, k)
     query = embed.embed_query(question)
+    learned = bundle.active_ranker() if mode == "hybrid" else None
+    label = ""
+    if learned is not None:
+        active, ranker, manifest = learned
+        lib = rank.library()
+        allowed = None if documents is None else np.isin(lib.document_ids, documents)
+        group = rank.candidates(question, lib, manifest.get("depth", n), allowed, query_vector=query)
+        ranked = [int(lib.ids[p]) for p in ranker.order(group)[: k * 4]]
+        label = active.label
+    else:
+        ranked = first_stage(question, query, mode, n, documents)[: k * 4]
+    chunks = Chunk.live.select_related("document").in_bulk(ranked)
+    passages: list[Passage] = []
+    kept_vectors: list[np.ndarray] = []
+    for chunk_id in ranked:
+        chunk = chunks.get(chunk_id)
+        if chunk is None or chunk.document.status != Document.Status.READY:
+            continue
+        vector = np.frombuffer(chunk.embedding, dtype="float32") if chunk.embedding else np.zeros_like(query)
+        twin = next((i for i, v in enumerate(kept_vectors) if same_text(v, vector, passages[i].text, chunk.text)), None)
+        if twin is not None:  # the same text in another document (an annual edition printing it again)
+            passages[twin].also_in.append(
+                {"chunk_id": chunk.pk, "document_id": chunk.document_id, "document_title": chunk.document.title,
+                 "page_start": chunk.page_start, "page_end": chunk.page_end}
+            )  # fmt: skip
+            continue
+        if len(passages) == k:
+            continue  # full: later chunks can still be twins of the kept ones, nothing else
+        kept_vectors.append(vector)
+        passages.append(
+            Passage(
+                chunk_id=chunk.pk,
+                document_id=chunk.document_id,
+                document_title=chunk.document.title,
+                section=chunk.section,
+                page_start=chunk.page_start,
+                page_end=chunk.page_end,
+                text=chunk.text,
+                score=round(float(vector @ query), 4),
+                external_id=chunk.external_id,
+                document_sha256=chunk.document.sha256,
+                document_version=chunk.document.version,
+                sensitivity=chunk.document.sensitivity,
+                bundle=label,
+            )
+        )
+    return passages
+
+
+def first_stage(question: str, query: np.ndarray, mode: str, n: int, documents: list[int] | None) -> list[int]:
+    """Chunk ids by the untrained ranking: dense and/or BM25 candidates, fused by weighted rank."""
     only = None
     if documents is not None:
         only = list(Chunk.live.filter(document__in=documents).values_list("pk", flat=True))
@@ -53,33 +105,19 @@ def retrieve(
         allowed = set(only) if only is not None else None
         rankings.append([chunk_id for chunk_id, _ in lexical.get_lexical_index().search(question, n, allowed)])
         weights.append(settings.FUSION_LEXICAL_WEIGHT)
-    ranked = fuse(rankings, weights)[: k * 2]
-    chunks = Chunk.live.select_related("document").in_bulk(ranked)
-    passages = []
-    for chunk_id in ranked:
-        chunk = chunks.get(chunk_id)
-        if chunk is None or chunk.document.status != Document.Status.READY:
-            continue
-        similarity = float(np.frombuffer(chunk.embedding, dtype="float32") @ query) if chunk.embedding else 0.0
-        passages.append(
-            Passage(
-                chunk_id=chunk.pk,
-                document_id=chunk.document_id,
-                document_title=chunk.document.title,
-                section=chunk.section,
-                page_start=chunk.page_start,
-                page_end=chunk.page_end,
-                text=chunk.text,
-                score=round(similarity, 4),
-                external_id=chunk.external_id,
-                document_sha256=chunk.document.sha256,
-                document_version=chunk.document.version,
-                sensitivity=chunk.document.sensitivity,
-            )
-        )
-        if len(passages) == k:
-            break
-    return passages
+    return fuse(rankings, weights)
+
+
+DUPLICATE_SIMILARITY = 0.97  # cosine of the stored embeddings...
+DUPLICATE_WORDS = 0.8  # ...and share of words in common (Jaccard) for two passages to be one
+
+
+def same_text(a: np.ndarray, b: np.ndarray, text_a: str, text_b: str) -> bool:
+    """Whether two passages print the same text (a section repeated in another edition or part)."""
+    if float(a @ b) < DUPLICATE_SIMILARITY:
+        return False
+    words_a, words_b = set(text_a.lower().split()), set(text_b.lower().split())
+    return len(words_a & words_b) / max(len(words_a | words_b), 1) >= DUPLICATE_WORDS
 
 
 def is_covered(passages: list[Passage]) -> bool:

@@ -56,6 +56,8 @@ class Passage(Record):
     document_sha256: str = ""  # which version of the document the passage came from
     document_version: int = 1
     sensitivity: str = "internal"  # the document's classification, which governs escalation
+    bundle: str = ""  # the retrieval bundle that ranked it ("": the untrained ranking)
+    also_in: list[dict[str, Any]] = Field(default_factory=list)  # the same text in other documents
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

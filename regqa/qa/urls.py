@@ -12,4 +12,8 @@ urlpatterns = [
     path("answers/<int:pk>/escalate/", views.escalate, name="escalate"),
     path("answers/<int:pk>/escalate/stream/", views.escalation_stream, name="escalation_stream"),
     path("policy/", views.policy, name="policy"),
+    path("retrieval/", views.retrieval, name="retrieval"),
+    path("retrieval/rows/", views.retrieval_rows, name="retrieval_rows"),
+    path("retrieval/<int:pk>/activate/", views.retrieval_activate, name="retrieval_activate"),
+    path("retrieval/rollback/", views.retrieval_rollback, name="retrieval_rollback"),
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -19,9 +21,10 @@ from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
 from . import answer as answering
+from . import bundle, tasks
 from . import escalate as escalating
-from .forms import AskForm, PolicyForm
-from .models import Answer, EscalationPolicy, EscalationState
+from .forms import AskForm, PolicyForm, RetrievalTrainingForm
+from .models import Answer, EscalationPolicy, EscalationState, RetrievalBundle
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -161,3 +164,62 @@ def policy(request: HtmxHttpRequest) -> HttpResponse:
 def history(request: HtmxHttpRequest) -> HttpResponse:
     answers = Answer.objects.filter(user_id=request.user.pk or 0)[:200]
     return render(request, "qa/history.html", {"answers": answers})
+
+
+# ---------------------------------------------------------------------------------------------
+# Retrieval models (admins)
+
+
+def _retrieval_context(form: RetrievalTrainingForm | None = None) -> dict:
+    bundles = list(RetrievalBundle.objects.select_related("created_by")[:50])
+    return {
+        "form": form or RetrievalTrainingForm(),
+        "bundles": bundles,
+        "active": bundle.active(),
+        "polling": any(b.status == RetrievalBundle.Status.TRAINING for b in bundles),
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("qa.manage_retrieval", raise_exception=True)
+def retrieval(request: HtmxHttpRequest) -> HttpResponse:
+    """Bundles with their figures; a pairs file posted here is trained on in the background."""
+    if request.method == "POST":
+        form = RetrievalTrainingForm(request.POST, request.FILES)
+        if form.is_valid():
+            path, sha256 = form.store(settings.DATA_DIR)
+            record = RetrievalBundle.objects.create(
+                created_by_id=request.user.pk, pairs_file=form.cleaned_data["pairs"].name, pairs_sha256=sha256
+            )
+            folds = form.cleaned_data["folds"]
+            transaction.on_commit(lambda: tasks.train_retrieval.enqueue(record.pk, str(path), folds))
+            return redirect("retrieval")
+        return render(request, "qa/retrieval.html", _retrieval_context(form), status=422)
+    return render(request, "qa/retrieval.html", _retrieval_context())
+
+
+@require_GET
+@permission_required("qa.manage_retrieval", raise_exception=True)
+def retrieval_rows(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, "qa/retrieval.html#rows", _retrieval_context())
+
+
+@require_POST
+@permission_required("qa.manage_retrieval", raise_exception=True)
+def retrieval_activate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    record = get_object_or_404(RetrievalBundle, pk=pk)
+    try:
+        bundle.activate(record, user=request.user, reason="activated by hand")
+    except bundle.BundleError as exc:
+        return HttpResponse(str(exc), status=409)
+    return redirect("retrieval")
+
+
+@require_POST
+@permission_required("qa.manage_retrieval", raise_exception=True)
+def retrieval_rollback(request: HtmxHttpRequest) -> HttpResponse:
+    try:
+        bundle.rollback(user=request.user)
+    except bundle.BundleError as exc:
+        return HttpResponse(str(exc), status=409)
+    return redirect("retrieval")

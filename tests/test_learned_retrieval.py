@@ -1,0 +1,231 @@
+"""Learned retrieval: features, training, folds, retrieval bundles (switch, rollback, refusal of a
+worse one), near-duplicate passages, and bad training input. Fake embedder, real BM25, FAISS and
+LightGBM."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from regqa.audit.models import AuditEvent, EventKind
+from regqa.documents import index
+from regqa.documents.models import Chunk, Document
+from regqa.qa import bundle, rank, training
+from regqa.qa.evaluate import Question
+from regqa.qa.models import RetrievalBundle
+from regqa.qa.retrieve import retrieve
+from regqa.qa.verify import content_terms
+
+from .factories import DocumentFactory
+from .fakes import hashed_embedding
+
+TOPICS = [
+    "liquidity buffers", "client money", "outsourcing contracts", "capital adequacy", "complaints handling",
+    "market abuse", "record keeping", "anti money laundering", "conflicts of interest", "insider lists",
+    "stress testing", "remuneration policy", "custody assets", "credit ratings", "whistleblowing channels",
+    "cyber incidents", "fund prospectus", "sukuk issuance", "leverage limits", "algorithmic trading",
+    "sanctions screening", "auditor rotation", "dividend restrictions", "recovery plans", "suspicious transactions",
+    "foreign branches", "derivative margins", "capital instruments", "large exposures", "cross border services",
+]  # fmt: skip
+
+
+def add_passage(document: Document, ordinal: int, section: str, text: str, external_id: str) -> Chunk:
+    vector = hashed_embedding([f"{section}\n{text}"])[0]
+    chunk = Chunk.objects.create(
+        document=document, ordinal=ordinal, section=section, text=text, external_id=external_id,
+        page_start=ordinal + 1, page_end=ordinal + 1, embedding=vector.tobytes(),
+    )  # fmt: skip
+    index.get_index().add([chunk.pk], vector[None, :])
+    return chunk
+
+
+@pytest.fixture
+def corpus(db, fake_embedder):
+    """For each topic, the rule that states the obligation, and a guidance note that repeats the
+    question's words more often but obliges nobody: the untrained ranking prefers the note."""
+    rules = DocumentFactory(title="Rulebook", original_name="rulebook.jsonl")
+    notes = DocumentFactory(title="Guidance", original_name="guidance.jsonl")
+    questions = []
+    for i, topic in enumerate(TOPICS):
+        add_passage(
+            rules, i, f"{i + 3}.1 {topic.title()}", f"An Authorised Person must keep {topic} under review.", f"rule-{i}"
+        )
+        add_passage(
+            notes,
+            i,
+            "Guidance notes",
+            f"Guidance on {topic}: {topic} review, {topic} explained for firms.",
+            f"note-{i}",
+        )
+        questions.append(
+            Question(f"q{i}", f"What must a firm do about its {topic} review?", [{"passage_id": f"rule-{i}"}])
+        )
+    return questions
+
+
+def rank_of(order: np.ndarray, lib: rank.Library, external_id: str) -> int:
+    return [lib.external_ids[int(p)] for p in order].index(external_id) + 1
+
+
+def test_features_on_crafted_passages(corpus):
+    lib = rank.library()
+    group = rank.candidates("Under Rule 3.1, what must be kept about liquidity buffers?", lib, n=10)
+    by_external = {lib.external_ids[int(p)]: row for p, row in zip(group.positions, group.features, strict=True)}
+    rule, note = by_external["rule-0"], by_external["note-0"]
+    f = rank.FEATURES.index
+    assert rule[f("asks_rule")] == 1.0 and rule[f("rule_share")] == 1.0 and note[f("rule_share")] == 0.0
+    assert rule[f("rule_depth")] == 1  # "3.1" is two levels: r3_1
+    assert rule[f("normative")] == 1 and note[f("normative")] == 0  # "must"
+    assert rule[f("heading_overlap")] > 0 and note[f("heading_overlap")] == 0
+    assert rule[f("words")] == len("An Authorised Person must keep liquidity buffers under review.".split())
+    assert 0 < rule[f("document_share")] < 1
+    assert rule[f("question_terms")] == len(content_terms("Under Rule 3.1, what must be kept about liquidity buffers?"))
+    assert rule[f("bm25_share")] <= 1.0 and min(rule[f("bm25_rank")], note[f("bm25_rank")]) == 1
+    assert rule[f("neighbour_dense")] > 0  # rule-1 follows it in the same document
+    assert rank.candidates("", lib).features.shape[1] == len(rank.FEATURES)
+
+
+def test_training_moves_a_held_out_questions_gold_passage_up(corpus):
+    lib = rank.library()
+    held_out, train = corpus[0], corpus[1:]
+    items = training.label(train, lib)
+    (held,) = training.label([held_out], lib)
+    before = rank_of(rank.untrained_order(held.group), lib, "rule-0")
+    ranker = training.train_ranker(items)
+    after = rank_of(ranker.order(held.group), lib, "rule-0")
+    assert before > 1 and after == 1
+    assert sum(ranker.importance().values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_folds_are_disjoint_by_question_and_stable():
+    questions = [Question(f"q{i}", "?", []) for i in range(200)]
+    folds = training.folds_of(questions, 5)
+    assert set(folds) == {0, 1, 2, 3, 4} and folds == training.folds_of(questions, 5)
+    assert all(20 <= folds.count(f) <= 60 for f in range(5))
+    # the same question id lands in the same fold whatever else is in the file
+    assert training.folds_of(questions[100:], 5) == folds[100:]
+    with pytest.raises(training.TrainingError):
+        training.folds_of(questions, 1)
+
+
+def test_cross_validation_reports_each_method_with_its_spread(corpus):
+    items = training.label(corpus, rank.library())
+    figures = training.cross_validate(items, 3, k=5)
+    assert [row["train"] + row["test"] for row in figures["per_fold"]] == [30, 30, 30]
+    assert sum(row["test"] for row in figures["per_fold"]) == 30
+    for method in training.METHODS:
+        assert set(figures[method]["recall@5"]) == {"mean", "sd"}
+    assert figures["reranker"]["map@5"]["mean"] > figures["rrf"]["map@5"]["mean"]
+    assert figures["first_stage_recall"]["mean"] == 1.0
+
+
+def test_a_bundle_is_trained_activated_recorded_on_answers_and_rolled_back(corpus):
+    question = "What must a firm do about its liquidity buffers review?"
+    assert retrieve(question, k=1)[0].external_id == "note-0"  # untrained: the guidance note first
+    first = training.train_bundle(RetrievalBundle.objects.create(pairs_file="pairs.jsonl"), corpus, folds=3)
+    assert first.status == RetrievalBundle.Status.ACTIVE, first.detail
+    assert (bundle.directory(first) / "ranker.txt").is_file()
+    manifest = json.loads((bundle.directory(first) / "bundle.json").read_text())
+    assert manifest["figures"]["reranker"] and manifest["training"]["questions"] == 30
+    top = retrieve(question, k=1)[0]
+    assert top.external_id == "rule-0" and top.bundle == first.label
+
+    second = RetrievalBundle.objects.create(pairs_file="pairs.jsonl")
+    second = training.train_bundle(second, corpus, folds=3, activate=False)
+    bundle.activate(second, actor="test")
+    assert list(RetrievalBundle.objects.filter(status="active")) == [second]  # one active at a time
+    first.refresh_from_db()
+    assert first.status == RetrievalBundle.Status.READY
+    assert bundle.rollback(actor="test") == first
+    assert retrieve(question, k=1)[0].bundle == first.label
+    assert bundle.rollback(actor="test") is None  # before the first bundle: the untrained ranking
+    assert retrieve(question, k=1)[0].bundle == ""
+    kinds = list(AuditEvent.objects.order_by("seq").values_list("kind", flat=True))
+    assert kinds.count(EventKind.RETRIEVAL_TRAINED) == 2 and kinds.count(EventKind.RETRIEVAL_ACTIVATED) == 2
+    assert kinds.count(EventKind.RETRIEVAL_ROLLED_BACK) == 2
+    with pytest.raises(bundle.BundleError):
+        bundle.rollback()
+
+
+def test_a_bundle_whose_figures_are_worse_is_not_activated(corpus):
+    best = training.train_bundle(RetrievalBundle.objects.create(), corpus, folds=3)
+    figures = best.figures
+    figures["reranker"]["recall@10"]["mean"] = figures["reranker"]["map@10"]["mean"] = 1.0
+    RetrievalBundle.objects.filter(pk=best.pk).update(figures=figures)  # a better bundle is active
+    worse = training.train_bundle(RetrievalBundle.objects.create(), corpus, folds=3)
+    assert worse.status == RetrievalBundle.Status.REJECTED and "Not activated" in worse.detail
+    assert bundle.active() == best
+
+
+@pytest.mark.parametrize(
+    ("questions", "reason"),
+    [
+        ([], "holds no question"),
+        ([Question(f"x{i}", "What about liquidity?", [{"passage_id": "no-such-passage"}]) for i in range(20)],
+         "No gold passage"),
+        ([Question("q0", "What must a firm do about liquidity buffers?", [{"passage_id": "rule-0"}])], "too few"),
+    ],
+)  # fmt: skip
+def test_bad_training_input_fails_clearly_and_leaves_the_active_bundle(corpus, questions, reason):
+    active = training.train_bundle(RetrievalBundle.objects.create(), corpus, folds=3)
+    failed = training.train_bundle(RetrievalBundle.objects.create(), questions, folds=3)
+    assert failed.status == RetrievalBundle.Status.FAILED and reason in failed.detail
+    assert bundle.active() == active
+
+
+@pytest.mark.django_db
+def test_an_empty_library_cannot_be_trained_on(fake_embedder):
+    failed = training.train_bundle(RetrievalBundle.objects.create(), [Question("q", "?", [{"passage_id": "p"}])])
+    assert failed.status == RetrievalBundle.Status.FAILED and "no passage" in failed.detail
+
+
+def test_near_duplicate_passages_collapse_into_one_result_naming_every_source(corpus):
+    text = "§ 212.1 Authority: a management official of a depository organization may not serve two."
+    part_212 = DocumentFactory(title="12 CFR 212", original_name="12cfr212.pdf")
+    part_211 = DocumentFactory(title="12 CFR 211", original_name="12cfr211.pdf")
+    add_passage(part_212, 0, "§ 212.1 Authority", text, "")
+    add_passage(part_211, 40, "§ 212.1 Authority", text.replace("two.", "two. "), "")
+    found = retrieve("May a management official of a depository organization serve two?", k=3)
+    titles = [p.document_title for p in found]
+    assert titles.count("12 CFR 212") + titles.count("12 CFR 211") == 1  # one slot, not two
+    twin = next(p for p in found if p.document_title in ("12 CFR 212", "12 CFR 211"))
+    assert [o["document_title"] for o in twin.also_in] == [({"12 CFR 212", "12 CFR 211"} - {twin.document_title}).pop()]
+    assert len(found) == 3  # the freed slot goes to the next passage
+
+
+def test_train_retrieval_command_and_the_admin_page(corpus, tmp_path, client_for, django_capture_on_commit_callbacks):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(json.dumps({"qid": q.qid, "question": q.question, "gold": q.gold}) for q in corpus))
+    call_command("train_retrieval", "--pairs", str(pairs), "--folds", "3", verbosity=0)
+    assert bundle.active() is not None
+    with pytest.raises(CommandError, match="holds no question"):
+        empty = tmp_path / "empty.jsonl"
+        empty.write_text("")
+        call_command("train_retrieval", "--pairs", str(empty), verbosity=0)
+    with pytest.raises(CommandError, match="line 1"):
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text("{not json\n")
+        call_command("train_retrieval", "--pairs", str(broken), verbosity=0)
+
+    admin = client_for("admin")
+    page = admin.get(reverse("retrieval")).content.decode()
+    assert "bundle v1" in page and "Active" in page
+    refused = admin.post(reverse("retrieval"), {"pairs": SimpleUploadedFile("p.jsonl", b"nonsense"), "folds": 3})
+    assert refused.status_code == 422 and "not a question record" in refused.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post(
+            reverse("retrieval"), {"pairs": SimpleUploadedFile("p.jsonl", pairs.read_bytes()), "folds": 3}
+        )
+    assert response.status_code == 302
+    queued = RetrievalBundle.objects.latest("pk")
+    assert queued.status == RetrievalBundle.Status.TRAINING and queued.created_by.username == "admin"
+    call_command("db_worker", "--batch", "--no-startup-delay", verbosity=0)
+    queued.refresh_from_db()
+    assert queued.status in (RetrievalBundle.Status.ACTIVE, RetrievalBundle.Status.REJECTED), queued.detail
+    assert admin.post(reverse("retrieval_rollback")).status_code == 302
+    assert client_for("analyst").get(reverse("retrieval")).status_code == 403  # analysts may not
