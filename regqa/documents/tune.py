@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ def training_pairs(questions) -> list[tuple[str, str]]:
 
 
 def fine_tune(
-    pairs: list[tuple[str, str]],
+    pairs: Sequence[tuple[str, ...]],
     out_dir: Path,
     *,
     epochs: int = 1,
@@ -77,20 +77,22 @@ def fine_tune(
     )
     losses, started = [], time.perf_counter()
     for _ in range(epochs):
-        order = pairs[:]
+        order = list(pairs)
         rng.shuffle(order)
         epoch_losses = []
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             if len(batch) < 2:
                 continue
-            queries = model(model.tokenize([q for q, _ in batch]))["sentence_embedding"]
-            passages = model(model.tokenize([p for _, p in batch]))["sentence_embedding"]
-            # In-batch negatives: every other passage of the batch is a wrong answer to a question;
-            # the same passage twice in a batch is not a negative of itself.
+            queries = model(model.tokenize([pair[0] for pair in batch]))["sentence_embedding"]
+            # In-batch negatives: every other passage of the batch is a wrong answer to a question,
+            # and so is each hard negative (a third element: a passage the first stage ranks high
+            # that is not gold); the same passage twice in a batch is not a negative of itself.
+            texts = [pair[1] for pair in batch] + [pair[2] for pair in batch if len(pair) > 2]
+            passages = model(model.tokenize(texts))["sentence_embedding"]
             scores = queries @ passages.T * 20.0
-            texts = [p for _, p in batch]
-            same = torch.tensor([[a == b and i != j for j, b in enumerate(texts)] for i, a in enumerate(texts)])
+            gold = [pair[1] for pair in batch]
+            same = torch.tensor([[a == b and i != j for j, b in enumerate(texts)] for i, a in enumerate(gold)])
             scores = scores.masked_fill(same, -1e4)
             loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(batch)))
             loss.backward()

@@ -48,6 +48,10 @@ FEATURES = [
     "neighbour_bm25",  # best BM25 share of those neighbours
     "document_share",  # share of the candidates that come from the passage's document
     "question_terms",  # how many content words the question has
+    "document_best_bm25",  # best BM25 share among the candidates of the passage's document
+    "document_dense_gap",  # best dense similarity overall minus the best of the passage's document
+    "rank_in_document",  # the passage's place by fused rank among its document's candidates
+    "title_overlap",  # share of the question's content words in the document's title
 ]
 NORMATIVE = re.compile(r"\b(?:must|shall|may not|required|prohibited|should|is to|are to)\b", re.I)
 RRF_K = 60
@@ -72,6 +76,7 @@ class Library:
     text_terms: list[frozenset[str]]
     external_ids: list[str]
     pages: list[tuple[int | None, int | None]]
+    title_terms: dict[int, frozenset[str]] = field(default_factory=dict)  # by document id
     version: tuple = ()
     position: dict[int, int] = field(default_factory=dict)
     _lexical_positions: tuple[Any, np.ndarray] | None = None
@@ -105,6 +110,10 @@ class Library:
             text_terms=[frozenset(content_terms(r[4])) for r in rows],
             external_ids=[r[6] for r in rows],
             pages=[(r[7], r[8]) for r in rows],
+            title_terms={
+                pk: frozenset(content_terms(title))
+                for pk, title in Document.objects.filter(status=Document.Status.READY).values_list("pk", "title")
+            },
             version=version,
         )
         library.position = {int(pk): i for i, pk in enumerate(library.ids)}
@@ -217,8 +226,22 @@ def candidates(
         cand_bm25
     )
 
+    rrf = settings.FUSION_DENSE_WEIGHT / (RRF_K + np.array([dense_rank.get(p, k + 1) for p in positions.tolist()]))
+    rrf += settings.FUSION_LEXICAL_WEIGHT / (RRF_K + np.array([bm25_rank.get(p, k + 1) for p in positions.tolist()]))
+    doc_bm25: dict[int, float] = {}
+    doc_dense: dict[int, float] = {}
+    doc_rank: dict[int, int] = {}
+    in_document = np.zeros(len(positions), dtype="float32")
+    for row in np.argsort(-rrf, kind="stable").tolist():
+        d = int(documents[row])
+        doc_bm25[d] = max(doc_bm25.get(d, 0.0), float(cand_bm25[row]) / best_bm25)
+        doc_dense[d] = max(doc_dense.get(d, -1.0), float(cand_dense[row]))
+        doc_rank[d] = doc_rank.get(d, 0) + 1
+        in_document[row] = doc_rank[d]
+
     rows = np.zeros((len(positions), len(FEATURES)), dtype="float32")
     for row, p in enumerate(positions.tolist()):
+        d = int(lib.document_ids[p])
         dr, br = dense_rank.get(p, k + 1), bm25_rank.get(p, k + 1)
         shared_rules = asked_rules & lib.rules[p]
         nb = [x for x in lib.neighbours[p].tolist() if x >= 0]
@@ -229,7 +252,7 @@ def candidates(
             cand_dense[row],
             dr,
             best_dense - cand_dense[row],
-            settings.FUSION_DENSE_WEIGHT / (RRF_K + dr) + settings.FUSION_LEXICAL_WEIGHT / (RRF_K + br),
+            rrf[row],
             minmax[row],
             len(shared_rules) / len(asked_rules) if asked_rules else 0.0,
             max((t.count("_") for t in shared_rules), default=0),
@@ -240,8 +263,12 @@ def candidates(
             lib.normative[p],
             max((float(dense_all[x]) for x in nb), default=0.0),
             max((float(bm25_share_all[x]) for x in nb), default=0.0),
-            doc_share[int(lib.document_ids[p])],
+            doc_share[d],
             len(terms),
+            doc_bm25[d],
+            best_dense - doc_dense[d],
+            in_document[row],
+            len(terms & lib.title_terms.get(d, frozenset())) / len(terms) if terms else 0.0,
         )
     return Candidates(positions, rows)
 
