@@ -129,9 +129,14 @@ if BM25_K1 < 0 or not 0.0 <= BM25_B <= 1.0:
     raise ImproperlyConfigured("REGQA_BM25_K1 must be at least 0 and REGQA_BM25_B between 0 and 1.")
 # If no retrieved passage reaches this cosine similarity, the question is taken as "the corpus does not cover it".
 MIN_RELEVANCE = env_float("REGQA_MIN_RELEVANCE", 0.30)
+# The learned answer/decline decision (manage.py train_decision) picks its threshold so that at most
+# this share of answerable questions is declined, measured by cross-validation.
+DECISION_FALSE_REFUSALS = env_float("REGQA_DECISION_FALSE_REFUSALS", 0.10)
+if not 0.0 < DECISION_FALSE_REFUSALS < 1.0:
+    raise ImproperlyConfigured("REGQA_DECISION_FALSE_REFUSALS must be between 0 and 1, e.g. 0.10.")
 # The local model is asked "do the passages state the answer?" after it writes its draft; below this
 # probability of "yes" RegQA declines (the _WEAK value applies when retrieval strength is below
-# 5 of 5). Unset: the values measured for the packaged model in use (regqa/qa/answer.py
+# 5 of 5). Unset: the values measured for the packaged model in use (regqa/qa/decision.py
 # ANSWERABLE_THRESHOLDS; not asked for other models); 0: never ask.
 
 

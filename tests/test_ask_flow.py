@@ -131,7 +131,8 @@ def test_model_refusal_is_shown_as_not_covered(client_for, rulebook, fake_llm):
     events = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))
     answer.refresh_from_db()
     assert answer.status == Answer.Status.NOT_COVERED
-    assert "do not cover this question" in events[-1][1]
+    # the passages found are relevant: the decline says they do not state an answer (issue 22)
+    assert "do not state an answer" in events[-1][1] and "do not cover" not in events[-1][1]
 
 
 def test_the_models_written_verdict_decides_nothing_once_it_was_asked_first(client_for, rulebook, fake_llm, settings):
@@ -186,7 +187,7 @@ def test_an_unverifiable_answer_is_replaced_by_the_closest_passage_sentences(
     answer = Answer.objects.latest("pk")
     html = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))[-1][1]
     answer.refresh_from_db()
-    assert answer.status == Answer.Status.ANSWERED
+    assert answer.status == Answer.Status.QUOTED  # quoted, not answered: its own outcome
     assert answer.answer_text.startswith("(b) Company means any corporation") and answer.answer_text.endswith("[1]")
     assert answer.verification["quoted"] is True and answer.verification["status"] == "verified"
     assert answer.verification["draft_text"].startswith("Banks must hold 8 percent")
@@ -201,7 +202,7 @@ def test_an_unverifiable_answer_is_replaced_by_the_closest_passage_sentences(
     answer.refresh_from_db()
     assert answer.status == Answer.Status.NOT_COVERED
     assert answer.verification["declined_text"].startswith("Banks must hold 8 percent")
-    assert "do not cover this question" in html and "Unverified draft" in html
+    assert "do not state an answer" in html and "Unverified draft" in html
 
 
 def test_the_answerability_threshold_is_measured_per_model_and_asks_more_of_weak_retrieval(settings):
@@ -242,13 +243,19 @@ def test_the_model_is_asked_whether_the_passages_answer_and_a_doubted_draft_is_w
     events = sse_events(client.get(reverse("answer_stream", args=[answer.pk])))
     html = events[-1][1]
     answer.refresh_from_db()
-    assert answer.status == Answer.Status.NOT_COVERED and "do not cover this question" in html
+    # relevant passages were found, so the decline says they do not state an answer, not "not covered"
+    assert answer.status == Answer.Status.NOT_COVERED and "do not state an answer" in html
+    assert "do not cover" not in html
+    decided = answer.verification.pop("decision")
     assert answer.verification == {
         "answerability": 0.3,
         "answerability_threshold": 0.5,
         "withheld_draft": "Company means any corporation [1].",
     }
-    assert answer.citations == [] and answer.answer_text == decision.NOT_COVERED_MESSAGE
+    assert decided["outcome"] == "declined" and decided["probability"] == 0.3
+    assert answer.citations == [] and answer.answer_text == decision.decline_message(
+        answer.passages, "searched 1 document"
+    )
     # the draft streamed first (marked as a draft), then the question was asked on the same passages
     kinds = [kind for kind, _ in events]
     assert kinds.index("token") < max(i for i, (k, d) in enumerate(events) if "state the answer" in d)

@@ -23,6 +23,7 @@ class EventKind(models.TextChoices):
     RETRIEVAL_TRAINED = "retrieval.trained", "Retrieval bundle trained"
     RETRIEVAL_ACTIVATED = "retrieval.activated", "Retrieval bundle activated"
     RETRIEVAL_ROLLED_BACK = "retrieval.rolled_back", "Retrieval bundle rolled back"
+    DECISION_TRAINED = "decision.trained", "Answer decision model trained"
     LOG_EXPORTED = "log.exported", "Log exported"
     LOGIN = "login", "Login"
     LOGIN_FAILED = "login.failed", "Failed login"

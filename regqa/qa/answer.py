@@ -17,10 +17,11 @@ from django.conf import settings
 
 from regqa.audit import log as audit_log
 from regqa.documents import embed, index, lexical
+from regqa.documents.models import Document
 
 from . import escalate, llm, prompts
 from . import quality as quality_check
-from .decision import NOT_COVERED_MESSAGE, answerable_threshold, settle
+from .decision import answerable_threshold, decline_message, explain, learned_probability, settle
 from .models import Answer, EscalationState
 from .retrieve import filtered_documents, is_covered, retrieve
 from .schemas import Routing, RoutingAction
@@ -65,11 +66,17 @@ def start_answer(user, question: str, filters: dict | None = None, route: bool =
     ]
     answer = Answer(user=user, question=question, passages=stored, filters=filters, retrieval_ms=round(retrieval_ms, 1))
     answer.retrieval_bundle = passages[0].bundle if passages else ""
+    sent = [p for p in stored if p["sent_to_model"]]
+    learned = learned_probability(question, sent) if is_covered(passages) else None
     if not is_covered(passages):
-        answer.status = Answer.Status.NOT_COVERED
-        answer.answer_text = NOT_COVERED_MESSAGE
-        answer.quality = {"retrieval_strength": quality_check.retrieval_strength(stored)}
-        answer.total_ms = answer.retrieval_ms
+        best = max((p.score for p in passages), default=0.0)
+        why = f"Not covered: no passage reaches the relevance threshold ({best:.2f} < {settings.MIN_RELEVANCE:.2f})."
+        decline_early(
+            answer, stored, searched(filters), {"outcome": "not covered", "by": "relevance", "explanation": why}
+        )
+    elif learned is not None and learned[1] < learned[0].threshold:
+        # decided from signals known now: the analyst does not wait for a draft that cannot change it
+        decline_early(answer, stored, searched(filters), explain("early", {}, learned, None))
     answer.quality_min = quality_check.lowest_score(answer.quality)
     answer.save()
     answer.documents.set({p.document_id for p in passages})
@@ -78,6 +85,25 @@ def start_answer(user, question: str, filters: dict | None = None, route: bool =
             route_answer(answer)
         audit_log.record_answer(answer)
     return answer
+
+
+def searched(filters: dict) -> str:
+    """What a question searched, in words: how many documents, and the filters."""
+    if filters:
+        count = len(filtered_documents(filters) or [])
+    else:
+        count = Document.objects.filter(status=Document.Status.READY).count()
+    words = f"searched {count} document{'' if count == 1 else 's'}"
+    return words + (", filtered by " + ", ".join(f"{k} {v}" for k, v in filters.items()) if filters else "")
+
+
+def decline_early(answer: Answer, stored: list[dict[str, Any]], where: str, decision: dict[str, Any]) -> None:
+    """Decline before the model runs, saying what was searched and why."""
+    answer.status = Answer.Status.NOT_COVERED
+    answer.answer_text = decline_message(stored, where)
+    answer.verification = {"decision": decision}
+    answer.quality = {"retrieval_strength": quality_check.retrieval_strength(stored)}
+    answer.total_ms = answer.retrieval_ms
 
 
 def route_answer(answer: Answer) -> None:
@@ -135,7 +161,7 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
         text, cited, found = llm.parse_model_output("".join(raw), "".join(pieces)) if raw else ("", [], False)
         if text:
             yield "status", "Checking the citations..."
-        settle(answer, text, cited, found, sent, answerable)
+        settle(answer, text, cited, found, sent, answerable, searched(answer.filters))
         if text:
             answer.check_ms = round((time.perf_counter() - checked) * 1000, 1)
     except llm.ModelUnavailable as exc:

@@ -14,8 +14,10 @@ from django.conf import settings
 
 from regqa.documents import embed
 
+from . import decision_model
 from . import quality as quality_check
 from .citations import cited_numbers, strip_citations
+from .decision_model import DecisionModel
 from .llm import model_name
 from .models import Answer
 from .prompts import INJECTION
@@ -77,55 +79,137 @@ def quote_passages(question: str, draft: str, passages: list[Passage], limit: in
     return " ".join(f"{candidates[i][1]} [{candidates[i][0]}]" for i in chosen)
 
 
-def settle(
-    answer: Answer, text: str, cited: list[int], found: bool, passages: list[Passage], answerable: float | None = None
-) -> None:
-    """Check a model's answer against the passages it was given and set the answer's status,
-    text, citations, verification and quality check from the result.
+def decline_message(passages: list[Passage], searched: str = "") -> str:
+    """What a decline says: "not covered" only when no passage is relevant; otherwise that the
+    passages found (shown under it) do not state an answer. Both say what was searched."""
+    where = f" ({searched})" if searched else ""
+    if any((p.get("score") or 0.0) >= settings.MIN_RELEVANCE for p in passages):
+        return (
+            f"The passages RegQA found{where} do not state an answer to this question, so it does not give one. "
+            "The closest passages are shown below."
+        )
+    return f"{NOT_COVERED_MESSAGE[:-1]}{where}." if where else NOT_COVERED_MESSAGE
 
-    Declined: no answer, an answer that says the passages lack it, or (local model) a probability
-    below REGQA_ANSWERABLE_THRESHOLD that the passages state the answer (the draft is then kept as
-    `withheld_draft` in the verification, shown folded, never as the answer). An answer none of whose
-    sentences the check can support is never shown as the answer. If the model said the passages
-    state it (`answerable` at or above the threshold), RegQA quotes the passage sentences closest
-    to it instead, keeping the draft; otherwise (no such question asked: the 0.5B, the large
-    model) it declines: quoting without the question left the 0.5B declining 1 of 32 unanswerable
-    questions (docs/benchmarks.md).
-    The model's written verdict (`found`) is recorded; it decides only for models not asked the
-    question (a partly supported answer it doubts is declined): the default model's verdict said
-    "stated" for 41 of 41 tune questions, answerable or not (docs/benchmarks.md).
+
+def learned_probability(question: str, passages: list[Passage]) -> tuple[DecisionModel, float, dict[str, float]] | None:
+    """The trained decision model's probability that the passages state an answer (None: no model)."""
+    model = decision_model.active()
+    if model is None or not passages:
+        return None
+    values = decision_model.signals(question, passages)
+    return model, model.probability(values), values
+
+
+def _first_unsupported(verification: dict[str, Any]) -> str:
+    for i, sentence in enumerate(verification.get("sentences") or [], start=1):
+        if not sentence["supported"]:
+            ordinal = {1: "first", 2: "second", 3: "third"}.get(i, f"{i}th")
+            return f"the draft's {ordinal} sentence is not supported ({sentence['reason']})"
+    return "no sentence of the draft is supported by the passage it cites"
+
+
+def explain(
+    outcome: str, verification: dict[str, Any], learned: tuple | None, answerable: float | None, reason: str = ""
+) -> dict:
+    """One sentence saying why the answer came out as it did, with the probability behind it."""
+    if learned is not None:
+        model, p, values = learned
+        why = f"{p:.0%} that the passages state an answer ({'; '.join(model.drivers(values))})"
+        record = {"by": "decision model", "probability": round(p, 3), "threshold": round(model.threshold, 3)}
+    elif answerable is not None:
+        why = f"the local model put the chance that the passages state the answer at {answerable:.0%}"
+        record = {"by": "local model", "probability": round(answerable, 3)}
+    else:
+        why, record = "", {"by": "verification"}
+    if outcome == "answered":
+        head = (
+            "Answered: every sentence is supported by the passage it cites"
+            if verification.get("status") == "verified"
+            else "Answered in part: " + _first_unsupported(verification)
+        )
+    elif outcome == "quoted":
+        head = "Quoted, not answered: " + _first_unsupported(verification.get("draft_check") or {})
+    elif outcome == "early":
+        head = "Declined before the model ran"
+    else:
+        head = f"Declined: {reason}" if reason else "Declined"
+    return record | {"outcome": outcome, "explanation": f"{head}; {why}." if why else f"{head}."}
+
+
+def settle(
+    answer: Answer,
+    text: str,
+    cited: list[int],
+    found: bool,
+    passages: list[Passage],
+    answerable: float | None = None,
+    searched: str = "",
+    judge: bool = True,
+) -> None:
+    """Check a model's answer against the passages it was given and set the answer's outcome:
+    answered (verified sentences with citations), quoted (the passages state an answer, but the
+    model's wording could not be verified: the passage sentences closest to the question, checked
+    and cited, with the draft kept) or declined.
+
+    Whether the passages state an answer is decided by the trained decision model when there is
+    one (`manage.py train_decision`), else by the local model's probability of "yes" against
+    REGQA_ANSWERABLE_THRESHOLD (`judge=False`: not the decision model, for the large model's reply,
+    which the policy sent because the local decision was in doubt). Below it the draft is kept as
+    `withheld_draft`, never shown as the answer. An answer none of whose sentences the check
+    supports is never shown as the answer. Without either signal (a model not asked the question:
+    the 0.5B, the large model) a draft the check cannot support is declined, as is a partly
+    supported one the model itself doubts: quoting without the question left the 0.5B declining 1
+    of 32 unanswerable questions (docs/benchmarks.md).
     """
     numbers = {p["n"] for p in passages}
+    learned = learned_probability(answer.question, passages) if judge else None
     threshold = answerable_threshold(passages)
     gate: dict[str, Any] = (
         {} if answerable is None else {"answerability": round(answerable, 3), "answerability_threshold": threshold}
     )
+    if learned is not None:
+        stated: bool | None = learned[1] >= learned[0].threshold
+    else:
+        stated = None if answerable is None else answerable >= threshold
     verification: dict[str, Any]
-    if answerable is not None and answerable < threshold:
+    if stated is False:
         verification = gate | ({"withheld_draft": text} if text else {})
-        text = ""  # written first, to stream sooner; withheld: the model doubts the passages state it
+        text = ""  # written first, to stream sooner; withheld: the passages do not state an answer
     elif text:
         verification = verify_answer(text, passages, answer.question) | {"model_says_passages_answer": found} | gate
     else:
         verification = gate
-    if text and answerable is not None and verification["status"] == "unverified" and not REFUSAL.search(text):
+    outcome = "answered"
+    if text and stated and verification["status"] == "unverified" and not REFUSAL.search(text):
         quote = quote_passages(answer.question, text, passages)
         checked = verify_answer(quote, passages, answer.question) if quote else {"status": "unverified"}
         if checked["status"] != "unverified":
-            verification = checked | {"quoted": True, "draft_text": text} | gate
-            text, cited = quote, cited_numbers(quote)
-    # without the answerability question, a partly supported answer the model doubts is declined
-    doubted = answerable is None and not found and verification.get("status") == "partial"
+            draft_check = {k: verification[k] for k in ("status", "sentences") if k in verification}
+            verification = checked | {"quoted": True, "draft_text": text, "draft_check": draft_check} | gate
+            text, cited, outcome = quote, cited_numbers(quote), "quoted"
+    # without either signal, a partly supported answer the model doubts is declined
+    doubted = stated is None and not found and verification.get("status") == "partial"
     if not text or verification["status"] == "unverified" or REFUSAL.search(text) or doubted:
+        if stated is False:
+            reason = "the passages do not state an answer"
+        elif not text:
+            reason = "the model wrote no answer"
+        elif REFUSAL.search(text):
+            reason = "the model's answer says the passages lack it"
+        elif doubted:
+            reason = "the draft is only partly supported and the model doubts the passages state it"
+        else:
+            reason = "no sentence of the draft is supported by the passages"
         answer.status = Answer.Status.NOT_COVERED
-        answer.answer_text = NOT_COVERED_MESSAGE
+        answer.answer_text = decline_message(passages, searched)
         answer.citations = []
         answer.verification = verification | ({"declined_text": text} if text else {})
+        answer.verification["decision"] = explain("declined", verification, learned, answerable, reason)
         answer.quality = {"retrieval_strength": quality_check.retrieval_strength(passages)}
     else:
-        answer.status = Answer.Status.ANSWERED
+        answer.status = Answer.Status.QUOTED if outcome == "quoted" else Answer.Status.ANSWERED
         answer.answer_text = text
         answer.citations = [{"n": n, "valid": n in numbers} for n in cited]
-        answer.verification = verification
+        answer.verification = verification | {"decision": explain(outcome, verification, learned, answerable)}
         answer.quality = quality_check.check_quality(answer.question, text, verification, passages)
     answer.quality_min = quality_check.lowest_score(answer.quality)

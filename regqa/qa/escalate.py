@@ -230,7 +230,7 @@ def stream_escalation(answer: Answer) -> Iterator[tuple[str, str]]:
         local = {f: getattr(answer, f) for f in LOCAL_FIELDS}
         sent = [p for p in answer.passages if p["n"] in set(decision.sent_passages)]
         yield "status", "Checking the large model's citations..."
-        settle(answer, text, cited, found, sent)
+        settle(answer, text, cited, found, sent, judge=False)
         add_found_citations(answer)
         answer.routing["local"] = local
         answer.answered_by = "large"

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
-from regqa.documents.models import Chunk
+from regqa.documents.models import Chunk, Document
 
 from . import escalate
 from .answer import answer_question
@@ -63,18 +63,23 @@ def read_questions_text(text: str, name: str = "the file") -> list[Question]:
     return questions
 
 
-def hits_per_rank(passages: list[Passage], gold: list[dict], file_names: dict[int, str]) -> list[set[int]]:
-    """For each retrieved passage, the indexes of the gold items it satisfies."""
+def hits_per_rank(passages: Sequence[Any], gold: list[dict], file_names: dict[int, str]) -> list[set[int]]:
+    """For each retrieved passage, the indexes of the gold items it satisfies. A passage that
+    collapsed near-duplicates names their sources too (`also_in`): each counts as retrieved there."""
     ranks = []
     for p in passages:
         hit = set()
+        sources = [(p.document_id, p.page_start, p.page_end)]
+        sources += [(o["document_id"], o.get("page_start"), o.get("page_end")) for o in getattr(p, "also_in", [])]
         for i, g in enumerate(gold):
             if "passage_id" in g:
                 if p.external_id and p.external_id == str(g["passage_id"]):
                     hit.add(i)
-            elif file_names.get(p.document_id) == g.get("document") and p.page_start is not None:
-                if p.page_start <= int(g["page"]) <= (p.page_end or p.page_start):
-                    hit.add(i)
+                continue
+            for document_id, start, end in sources:
+                if file_names.get(document_id) == g.get("document") and start is not None:
+                    if start <= int(g["page"]) <= (end or start):
+                        hit.add(i)
         ranks.append(hit)
     return ranks
 
@@ -203,7 +208,7 @@ def score_answer(answer, q: Question, answerable: bool, file_names: dict[int, st
         "model_ran": bool(answer.model_name),
         "scores": {k: v["score"] for k, v in answer.quality.items()},
     }
-    if answer.status == Answer.Status.ANSWERED:
+    if answer.status in (Answer.Status.ANSWERED, Answer.Status.QUOTED):
         cited = {c["n"] for c in answer.citations if c["valid"]}
         cited_passages = [_passage(p) for p in answer.passages if p["n"] in cited]
         row |= {
@@ -228,16 +233,20 @@ def summarise(per_question: list[dict], model: str) -> dict:
 
     answerable_rows = [r for r in per_question if r["answerable"]]
     answered = [r for r in answerable_rows if r["status"] == Answer.Status.ANSWERED]
+    quoted = [r for r in answerable_rows if r["status"] == Answer.Status.QUOTED]
+    shown = answered + quoted  # answers an analyst reads: citations and sentences are checked on both
     probe = [r for r in per_question if not r["answerable"]]
     ran = [r for r in per_question if r["model_ran"] and r["total_ms"] is not None]
     ttft = _median_p95([r["first_token_ms"] for r in ran if r["first_token_ms"]])
     total = _median_p95([r["total_ms"] for r in ran])
-    hits = [r["citation_hit"] for r in answered if r.get("citation_hit") is not None]
+    hits = [r["citation_hit"] for r in shown if r.get("citation_hit") is not None]
     with_reference = [r for r in answerable_rows if "f1" in r or r["status"] != Answer.Status.ANSWERED]
     return {
         "model": model,
         "questions": len(answerable_rows),
         "answered": len(answered),
+        "quoted": len(quoted),
+        "probe_quoted": sum(r["status"] == Answer.Status.QUOTED for r in probe),
         "failed": sum(r["status"] == Answer.Status.FAILED for r in per_question),
         "token_f1": _mean([r["f1"] for r in answered if "f1" in r]),
         # over every answerable question, a declined one scoring 0: compares modes that decline differently
@@ -245,7 +254,7 @@ def summarise(per_question: list[dict], model: str) -> dict:
         "rouge_l": _mean([r["rouge_l"] for r in answered if "rouge_l" in r]),
         "citation_hit_rate": _mean([float(h) for h in hits]),
         "sentences_supported": (
-            sum(r["supported"] for r in answered) / max(1, sum(r["sentences"] for r in answered)) if answered else None
+            sum(r["supported"] for r in shown) / max(1, sum(r["sentences"] for r in shown)) if shown else None
         ),
         "false_refusal_rate": (
             sum(r["status"] == Answer.Status.NOT_COVERED for r in answerable_rows) / len(answerable_rows)
@@ -350,4 +359,59 @@ def evaluate_routing(
     answerable_routed = [r for r in rows["routed"] if r["answerable"]]
     out["routed"]["escalated_share"] = _mean([float(r["escalated"]) for r in answerable_routed])
     out["routed"]["escalated_share_all"] = _mean([float(r["escalated"]) for r in rows["routed"]])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Examples for the answer/decline decision (manage.py train_decision, evaluate decision)
+
+
+@dataclass
+class DecisionExample:
+    qid: str
+    source: str  # "answerable", "withheld" (gold documents kept out of retrieval) or "probe"
+    signals: dict[str, float]
+    stated: int  # 1: a gold passage or page is among the passages the model would read
+    passages: list[dict[str, Any]]  # those passages, as an answer stores them
+
+
+def decision_examples(
+    questions: Sequence[Question],
+    unanswerable: Sequence[Question] = (),
+    *,
+    withhold: bool = True,
+    progress: Callable[[], None] | None = None,
+) -> list[DecisionExample]:
+    """Retrieve for every question as the ask page does and label whether the passages the model
+    would read hold a gold item. With `withhold`, each question is asked again with its gold
+    documents kept out of retrieval (then nothing states its answer); `unanswerable` questions
+    (the probe) are labelled 0. No model runs."""
+    from .decision_model import signals
+
+    file_names = _file_names()
+    by_file = {name: pk for pk, name in file_names.items()}
+    external = dict(Chunk.live.exclude(external_id="").values_list("external_id", "document_id"))
+    ready = list(Document.objects.filter(status=Document.Status.READY).values_list("pk", flat=True))
+    out = []
+
+    def example(q: Question, source: str, documents: list[int] | None, answerable: bool) -> DecisionExample:
+        found = retrieve(q.question, documents=documents)
+        sent = [p for p in found[: settings.CONTEXT_PASSAGES]]
+        stated = answerable and any(hits_per_rank(sent, q.gold, file_names))
+        stored = [p.as_dict() | {"n": i + 1, "sent_to_model": True} for i, p in enumerate(sent)]
+        return DecisionExample(q.qid, source, signals(q.question, stored), int(stated), stored)
+
+    for q in questions:
+        out.append(example(q, "answerable", None, True))
+        if withhold:
+            gold_documents = {external.get(str(g.get("passage_id"))) for g in q.gold} | {
+                by_file.get(g.get("document", "")) for g in q.gold
+            }
+            out.append(example(q, "withheld", [d for d in ready if d not in gold_documents], False))
+        if progress:
+            progress()
+    for q in unanswerable:
+        out.append(example(q, "probe", None, False))
+        if progress:
+            progress()
     return out

@@ -32,7 +32,8 @@ class Answer(models.Model):
         PENDING = "pending", "Waiting for the model"
         STREAMING = "streaming", "Being written"
         ANSWERED = "answered", "Answered"
-        NOT_COVERED = "not_covered", "Not covered by the documents"
+        QUOTED = "quoted", "Quoted from the passages"
+        NOT_COVERED = "not_covered", "Declined: the documents do not state an answer"
         FAILED = "failed", "Failed"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="answers")
@@ -100,7 +101,7 @@ class Answer(models.Model):
 
     @property
     def is_final(self) -> bool:
-        return self.status in (self.Status.ANSWERED, self.Status.NOT_COVERED, self.Status.FAILED)
+        return self.status in (self.Status.ANSWERED, self.Status.QUOTED, self.Status.NOT_COVERED, self.Status.FAILED)
 
     @property
     def escalated(self) -> bool:

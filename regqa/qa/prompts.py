@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from .citations import passage_label
-from .verify import content_terms, passage_spans
+from .verify import content_terms, is_yes_no, passage_spans
 
 Message = dict[str, str]
 Passage = dict[str, Any]
@@ -135,18 +135,28 @@ def fit_text(question: str, passages: list[Passage], budget_words: int) -> dict[
     return out
 
 
+# Yes/no and interpretive questions ("Is a sole proprietorship a company for purposes of Regulation W?")
+# get a direct answer: the conclusion first, then the sentence that decides it.
+YES_NO_FORM = (
+    "The question asks for yes or no: begin the answer with Yes, No or It depends, then give the "
+    "sentence of the passages that decides it, with its passage number."
+)
+
+
 def build_messages(question: str, passages: list[Passage]) -> list[Message]:
     """The local model's prompt: passages (fitted to REGQA_CONTEXT_WORDS), question, instructions."""
     texts = fit_text(question, passages, settings.CONTEXT_WORDS)
     blocks = [f"[{p['n']}] ({passage_label(p)})\n{texts[p['n']]}" for p in passages]
-    user = "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {_clean(question)}\n\n{INSTRUCTIONS}"
+    instructions = f"{INSTRUCTIONS}\n{YES_NO_FORM}" if is_yes_no(question) else INSTRUCTIONS
+    user = "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {_clean(question)}\n\n{instructions}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
 def answerability_messages(question: str, passages: list[Passage]) -> list[Message]:
     """The yes/no question "do the passages state the answer?", on the answer prompt's prefix."""
     messages = build_messages(question, passages)
-    messages[-1]["content"] = messages[-1]["content"].replace(INSTRUCTIONS, ANSWERABLE_QUESTION)
+    content = messages[-1]["content"].replace(f"{INSTRUCTIONS}\n{YES_NO_FORM}", INSTRUCTIONS)
+    messages[-1]["content"] = content.replace(INSTRUCTIONS, ANSWERABLE_QUESTION)
     return messages
 
 

@@ -59,6 +59,8 @@ def triggers(question: str, local_status: str, quality: dict, policy) -> list[st
 
     if policy.escalate_on_decline and local_status == "not_covered":
         found.append("the local model declined to answer")
+    if policy.escalate_on_decline and local_status == "quoted":
+        found.append("the local model's answer could not be verified (the passages were quoted instead)")
     if policy.escalate_on_decline and local_status == "failed":
         found.append("the local model failed")
     checks = [

@@ -106,6 +106,8 @@ class Verification(Record):
     draft_text: str | None = None
     declined_text: str | None = None  # a written reply that was declined
     citations_added_by_check: list[int] | None = None  # large model: sentences the check cited
+    draft_check: dict[str, Any] | None = None  # quoted: the verification of the draft it replaced
+    decision: dict[str, Any] | None = None  # outcome, what decided it, its probability, one-sentence why
 
 
 class Score(Record):

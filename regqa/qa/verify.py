@@ -60,6 +60,10 @@ def figures(text: str) -> set[str]:
     return out
 
 
+# A bare conclusion ("Yes." "No." "It depends.") belongs to the sentence that gives its reason.
+CONCLUSION = re.compile(r"^(?:yes|no|it depends)[.,:;!]?$", re.I)
+
+
 def split_sentences(text: str) -> list[str]:
     merged: list[str] = []
     for part in SENTENCE_END.split(text.strip()):
@@ -68,7 +72,10 @@ def split_sentences(text: str) -> list[str]:
             merged[-1] = f"{merged[-1]} {lead.group().strip()}"
             part = part[lead.end() :]
         if part.strip():
-            merged.append(part.strip())
+            if merged and CONCLUSION.match(merged[-1]):
+                merged[-1] = f"{merged[-1]} {part.strip()}"
+            else:
+                merged.append(part.strip())
     return merged
 
 

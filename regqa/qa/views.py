@@ -21,7 +21,7 @@ from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
 from . import answer as answering
-from . import bundle, tasks
+from . import bundle, decision_model, tasks
 from . import escalate as escalating
 from .forms import AskForm, PolicyForm, RetrievalTrainingForm
 from .models import Answer, EscalationPolicy, EscalationState, RetrievalBundle
@@ -176,6 +176,7 @@ def _retrieval_context(form: RetrievalTrainingForm | None = None) -> dict:
         "form": form or RetrievalTrainingForm(),
         "bundles": bundles,
         "active": bundle.active(),
+        "decision": decision_model.active(),
         "polling": any(b.status == RetrievalBundle.Status.TRAINING for b in bundles),
     }
 

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from regqa.documents.tune import fine_tune, training_pairs
-from regqa.qa.evaluate import read_questions
+from regqa.qa.management.commands.evaluate import question_file
 
 
 class Command(BaseCommand):
@@ -35,16 +35,11 @@ class Command(BaseCommand):
         parser.add_argument("--learning-rate", type=float, default=2e-5)
 
     def handle(self, *args, questions: Path, out: Path, **options):
-        if not questions.is_file():
-            raise CommandError(f"{questions} does not exist")
-        try:
-            items = read_questions(questions)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        items = question_file(questions)
         pairs = training_pairs(items)
         self.stdout.write(f"{len(items)} questions, {len(pairs)} (question, gold passage) pairs in the library")
         if options.get("exclude"):
-            held_out = {passage for _, passage in training_pairs(read_questions(options["exclude"]))}
+            held_out = {passage for _, passage in training_pairs(question_file(options["exclude"]))}
             pairs = [(q, p) for q, p in pairs if p not in held_out]
             self.stdout.write(f"{len(pairs)} pairs left after leaving out the gold passages of {options['exclude']}")
         total = len(pairs) * options["epochs"]

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from regqa.documents.embed import embed_query
 from regqa.qa import llm
-from regqa.qa.evaluate import evaluate_answers, evaluate_retrieval, evaluate_routing, read_questions
+from regqa.qa.evaluate import Question, evaluate_answers, evaluate_retrieval, evaluate_routing, read_questions
 from regqa.qa.llama_server import ServerFailed, serve
 from regqa.qa.models import EscalationPolicy
 from regqa.qa.quality import CRITERIA
@@ -47,6 +47,16 @@ def model_path(name: str) -> Path:
             return cached
         raise CommandError(f"model {name} is not in the cache: run `python scripts/fetch_model.py {name}`")
     raise CommandError(f"{name} is neither a GGUF file nor one of {', '.join(fetch_model.MODELS)}")
+
+
+def question_file(path: Path) -> list[Question]:
+    """The questions of a JSON Lines file, or a CommandError saying what is wrong with it."""
+    if not path.is_file():
+        raise CommandError(f"{path} does not exist")
+    try:
+        return read_questions(path)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 class Command(BaseCommand):
@@ -97,12 +107,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", type=Path, help="Write the figures and per-question results here.")
 
     def read(self, path: Path, limit: int | None):
-        if not path.is_file():
-            raise CommandError(f"{path} does not exist")
-        try:
-            items = read_questions(path)[:limit]
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        items = question_file(path)[:limit]
         if not items:
             raise CommandError(f"{path} holds no questions")
         return items
@@ -283,14 +288,15 @@ class Command(BaseCommand):
         return "\n".join(
             [
                 f"model {r['model']}",
-                f"  questions {r['questions']}, answered {r['answered']}, failed {r['failed']}",
+                f"  questions {r['questions']}, answered {r['answered']}, quoted {r.get('quoted', 0)}, "
+                f"failed {r['failed']}",
                 f"  token F1 {num(r['token_f1'])}, ROUGE-L {num(r['rouge_l'])} (answered questions); "
                 f"token F1 over all answerable {num(r['token_f1_all'])}",
-                f"  citations hit a gold passage/page: {pct(r['citation_hit_rate'])} of answered",
+                f"  citations hit a gold passage/page: {pct(r['citation_hit_rate'])} of answered and quoted",
                 f"  sentences verified as supported: {pct(r['sentences_supported'])}",
                 f"  false refusals (answerable declined): {pct(r['false_refusal_rate'])}",
                 f"  unanswerable probe: {r['unanswerable']} questions, "
-                f"correctly declined {pct(r['correct_refusal_rate'])}",
+                f"correctly declined {pct(r['correct_refusal_rate'])}, quoted {r.get('probe_quoted', 0)}",
                 f"  judge means (1-5): {judge}",
                 f"  first token ms median {r['first_token_ms_median']:.0f}, p95 {r['first_token_ms_p95']:.0f}; "
                 f"total ms median {r['total_ms_median']:.0f}, p95 {r['total_ms_p95']:.0f}; "

@@ -16,7 +16,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from regqa.qa import bundle, training
-from regqa.qa.evaluate import read_questions
+from regqa.qa.management.commands.evaluate import question_file
 from regqa.qa.models import RetrievalBundle
 
 ACTOR = "manage.py train_retrieval"
@@ -52,12 +52,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if pairs is None:
             raise CommandError("Give --pairs FILE (or --list, --activate N, --rollback).")
-        if not pairs.is_file():
-            raise CommandError(f"{pairs} does not exist")
-        try:
-            questions = read_questions(pairs)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        questions = question_file(pairs)
         record = RetrievalBundle.objects.create(
             pairs_file=pairs.name, pairs_sha256=hashlib.sha256(pairs.read_bytes()).hexdigest()
         )
