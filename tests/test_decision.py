@@ -172,3 +172,17 @@ def test_train_decision_command_keeps_the_active_model_on_bad_input(rulebook, tm
     with pytest.raises(CommandError, match="holds no question"):
         call_command("train_decision", "--questions", str(empty), verbosity=0)
     assert decision_model.active().as_json() == active.as_json()
+
+
+def test_headings_are_never_quoted_as_an_answer(fake_embedder):
+    from regqa.qa.decision import quote_passages
+
+    passages = [
+        {"n": 1, "section": "§ 217.11", "text": "217.11 Capital conservation buffer, countercyclical capital buffer "
+         "amount, and GSIB surcharge. Subpart B—Capital Ratio Requirements and Buffers. A banking organization must "
+         "maintain a capital conservation buffer above its minimum ratios."},
+    ]  # fmt: skip
+    quote = quote_passages("What countercyclical capital buffer amount is set?", "", passages)
+    assert quote == "A banking organization must maintain a capital conservation buffer above its minimum ratios. [1]"
+    only_headings = [{"n": 1, "section": "", "text": "217.11 Capital conservation buffer and GSIB surcharge."}]
+    assert quote_passages("What is the countercyclical capital buffer?", "", only_headings) == ""

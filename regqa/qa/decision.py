@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 
 from regqa.documents import embed
+from regqa.documents.chunking import is_heading
 
 from . import decision_model
 from . import quality as quality_check
@@ -61,13 +62,16 @@ def answerable_threshold(passages: list[Passage]) -> float:
 def quote_passages(question: str, draft: str, passages: list[Passage], limit: int = 2) -> str:
     """The passage sentences closest in meaning to the question and a draft answer, each followed
     by its citation: what RegQA shows when the model's own wording cannot be verified. Sentences
-    from the passages the draft cites come first; instructions to an AI model are never quoted."""
+    from the passages the draft cites come first; headings and instructions to an AI model are
+    never quoted."""
     cited = set(cited_numbers(draft)) & {p["n"] for p in passages}
     pool = [p for p in passages if p["n"] in cited] or passages
     candidates = []
     for p in pool:
         for a, b in passage_spans(p["text"]):
             sentence = _clean(p["text"][a:b])
+            if is_heading(sentence.rstrip(".:;")):
+                continue  # a heading names a subject, it states nothing: never quoted as an answer
             if 4 <= len(sentence.split()) <= 80 and not INJECTION.search(sentence):
                 candidates.append((p["n"], sentence if sentence[-1] in ".:;!?" else f"{sentence}."))
     if not candidates:
