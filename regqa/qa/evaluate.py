@@ -113,14 +113,14 @@ def score(ranks: list[set[int]], n_gold: int, k: int) -> dict[str, float]:
 def evaluate_retrieval(
     questions: list[Question], k: int = 10, mode: str | None = None, progress: Callable[[], None] | None = None
 ) -> dict:
-    file_names = dict(Chunk.objects.values_list("document_id", "document__original_name").distinct().order_by())
+    names = file_names()
     per_question: list[dict[str, Any]] = []
     latencies: list[float] = []
     for q in questions:
         started = time.perf_counter()
         passages = retrieve(q.question, k=k, mode=mode)
         latencies.append((time.perf_counter() - started) * 1000)
-        metrics = score(hits_per_rank(passages, q.gold, file_names), len(q.gold), k)
+        metrics = score(hits_per_rank(passages, q.gold, names), len(q.gold), k)
         per_question.append({"qid": q.qid, **metrics, "retrieved": [p.external_id or p.chunk_id for p in passages]})
         if progress:
             progress()
@@ -277,7 +277,8 @@ def summarise(per_question: list[dict], model: str) -> dict:
     }
 
 
-def _file_names() -> dict[int, str]:
+def file_names() -> dict[int, str]:
+    """Each document's file name (page-level gold names the file)."""
     return dict(Chunk.objects.values_list("document_id", "document__original_name").distinct().order_by())
 
 
@@ -288,11 +289,11 @@ def evaluate_answers(
     quality check) and score the answers; `unanswerable` questions should be declined.
     The escalation policy is not applied: this measures the local pipeline."""
 
-    file_names = _file_names()
+    names = file_names()
     per_question = []
     for q, answerable in [(q, True) for q in questions] + [(q, False) for q in unanswerable]:
         answer = answer_question(user, q.question, route=False)
-        per_question.append(score_answer(answer, q, answerable, file_names))
+        per_question.append(score_answer(answer, q, answerable, names))
         if progress:
             progress()
     return summarise(per_question, model_name())
@@ -309,7 +310,7 @@ def evaluate_routing(
     OpenAI-compatible endpoint, same passages, same redaction), and routed by `policy` in
     automatic mode (the large answer where the router escalates, else the local one)."""
 
-    file_names = _file_names()
+    names = file_names()
     rows: dict[str, list[dict]] = {"local": [], "large": [], "routed": []}
     for q, answerable in [(q, True) for q in questions] + [(q, False) for q in unanswerable]:
         local = answer_question(user, q.question, route=False)
@@ -317,7 +318,7 @@ def evaluate_routing(
         common = (q.question, passages, local.status, local.quality, {"evaluation"}, policy, Usage())
         routed = route(*common, endpoint=settings.LARGE_LLM_BASE_URL)
         forced = route(*common, requested=True, endpoint=settings.LARGE_LLM_BASE_URL)
-        local_row = score_answer(local, q, answerable, file_names)
+        local_row = score_answer(local, q, answerable, names)
         if forced.action == "escalate":
             large = Answer.objects.create(
                 user=user,
@@ -338,7 +339,7 @@ def evaluate_routing(
                 large.routing.get("large_ms", {}).get("first_token") or 0
             )
             large.total_ms = (large.retrieval_ms or 0) + (large.routing.get("large_ms", {}).get("total") or 0)
-            large_row = score_answer(large, q, answerable, file_names) | {"escalation": large.escalation_state}
+            large_row = score_answer(large, q, answerable, names) | {"escalation": large.escalation_state}
         else:  # nothing to send (no passages): the large model cannot answer either
             large_row = local_row | {"escalation": "not sent: " + "; ".join(forced.reasons)}
         escalated = routed.action == "escalate"
@@ -388,8 +389,8 @@ def decision_examples(
     (the probe) are labelled 0. No model runs."""
     from .decision_model import signals
 
-    file_names = _file_names()
-    by_file = {name: pk for pk, name in file_names.items()}
+    names = file_names()
+    by_file = {name: pk for pk, name in names.items()}
     external = dict(Chunk.live.exclude(external_id="").values_list("external_id", "document_id"))
     ready = list(Document.objects.filter(status=Document.Status.READY).values_list("pk", flat=True))
     out = []
@@ -397,7 +398,7 @@ def decision_examples(
     def example(q: Question, source: str, documents: list[int] | None, answerable: bool) -> DecisionExample:
         found = retrieve(q.question, documents=documents)
         sent = [p for p in found[: settings.CONTEXT_PASSAGES]]
-        stated = answerable and any(hits_per_rank(sent, q.gold, file_names))
+        stated = answerable and any(hits_per_rank(sent, q.gold, names))
         stored = [p.as_dict() | {"n": i + 1, "sent_to_model": True} for i, p in enumerate(sent)]
         return DecisionExample(q.qid, source, signals(q.question, stored), int(stated), stored)
 

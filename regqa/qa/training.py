@@ -20,11 +20,10 @@ from django.utils import timezone
 from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 from regqa.documents import embed
-from regqa.documents.models import Chunk
 
 from .bundle import activate as activate_bundle
 from .bundle import beats_active, write
-from .evaluate import Question, score
+from .evaluate import Question, file_names, score
 from .models import RetrievalBundle
 from .rank import FEATURES, Candidates, Library, Ranker, candidates, library, minmax_normalise, untrained_order
 
@@ -58,11 +57,6 @@ def gold_hits(lib: Library, position: int, gold: list[dict], file_names: dict[in
             if start <= int(g["page"]) <= (end or start):
                 hit.add(i)
     return hit
-
-
-def file_names() -> dict[int, str]:
-    """Each document's file name (page-level gold names the file)."""
-    return dict(Chunk.objects.values_list("document_id", "document__original_name").distinct().order_by())
 
 
 def check_gold(questions: Sequence[Question], lib: Library, file_names: dict[int, str]) -> dict[str, int]:

@@ -20,7 +20,14 @@ from tqdm import tqdm
 
 from regqa.documents.embed import embed_query
 from regqa.qa import llm
-from regqa.qa.evaluate import Question, evaluate_answers, evaluate_retrieval, evaluate_routing, read_questions
+from regqa.qa.evaluate import (
+    Question,
+    evaluate_answers,
+    evaluate_retrieval,
+    evaluate_routing,
+    file_names,
+    read_questions,
+)
 from regqa.qa.llama_server import ServerFailed, serve
 from regqa.qa.models import EscalationPolicy
 from regqa.qa.quality import CRITERIA
@@ -149,7 +156,7 @@ class Command(BaseCommand):
 
         lib = rank.library()
         try:
-            found = training.check_gold(items, lib, training.file_names())
+            found = training.check_gold(items, lib, file_names())
             with tqdm(total=len(items), desc="candidates", unit="q", disable=verbosity < 1) as bar:
                 labelled = training.label(items, lib, progress=lambda n: bar.update(1))
             with tqdm(total=folds, desc="folds", unit="fold", disable=verbosity < 1) as bar:
