@@ -80,6 +80,10 @@ LLM_MODEL_PATH = Path(
 LLM_THREADS = env_int("REGQA_LLM_THREADS", 2, minimum=1)
 LLM_CONTEXT_TOKENS = env_int("REGQA_LLM_CONTEXT", 4096, minimum=512)
 LLM_MAX_ANSWER_TOKENS = env_int("REGQA_LLM_MAX_TOKENS", 200, minimum=16)
+# The model that writes synthetic training questions (train_retrieval --synthetic); empty: the
+# answering model. A file of `make models`, e.g. qwen2.5-coder-0.5b-instruct-q4_k_m.gguf, is faster.
+_synthetic = env_str("REGQA_SYNTHETIC_MODEL", "")
+SYNTHETIC_MODEL_PATH = Path(_synthetic).expanduser() if _synthetic else None
 # llama.cpp's flash attention: about 6% faster prompt processing on 2 cores (bench/prompt_speed.py).
 LLM_FLASH_ATTENTION = env_bool("REGQA_LLM_FLASH_ATTENTION", True)
 

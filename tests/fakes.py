@@ -43,9 +43,20 @@ class FakeLlama:
         self.calls: list[list[dict]] = []
         self.p_yes = 0.9  # the model's probability that the passages state the answer
         self.asked: list[list[dict]] = []
+        self.written: list[list[dict]] = []
+        self.writer = lambda messages: "What does the rule require?"
+        self.fail_after: int | None = None
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
+
+    def write(self, messages: list[dict], max_tokens: int) -> str:
+        """A plain reply (synthetic training questions): `self.writer(messages)`, after
+        `self.fail_after` replies it raises, as a worker killed half-way would stop."""
+        if self.fail_after is not None and len(self.written) >= self.fail_after:
+            raise RuntimeError("worker killed")
+        self.written.append(messages)
+        return self.writer(messages)
 
     def yes_probability(self, messages: list[dict]) -> float:
         """The real one reads llama.cpp's logits."""

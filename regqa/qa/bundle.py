@@ -12,7 +12,7 @@ import json
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -21,6 +21,7 @@ from django.utils import timezone
 from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
+from .adapter import QueryAdapter
 from .models import RetrievalBundle
 from .rank import Ranker
 
@@ -33,13 +34,20 @@ def directory(bundle: RetrievalBundle) -> Path:
     return Path(settings.DATA_DIR) / "retrieval" / "bundles" / str(bundle.pk)
 
 
-def write(bundle: RetrievalBundle, ranker: Ranker, manifest: dict[str, Any]) -> Path:
+ADAPTER_FILE = "query_adapter.npy"
+
+
+def write(
+    bundle: RetrievalBundle, ranker: Ranker, manifest: dict[str, Any], adapter: QueryAdapter | None = None
+) -> Path:
     """Write the bundle's files (into a temporary directory first, then renamed into place)."""
     final = directory(bundle)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     ranker.save(partial / "ranker.txt")
+    if adapter is not None:
+        adapter.save(partial / ADAPTER_FILE)
     (partial / "bundle.json").write_text(json.dumps(manifest, indent=1, default=str))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
@@ -50,21 +58,31 @@ def active() -> RetrievalBundle | None:
     return RetrievalBundle.objects.filter(status=RetrievalBundle.Status.ACTIVE).first()
 
 
+class Learned(NamedTuple):
+    bundle: RetrievalBundle
+    ranker: Ranker
+    manifest: dict[str, Any]
+    adapter: QueryAdapter | None  # the embedder adapted on the query side, if the bundle has one
+
+
 _cache_lock = threading.Lock()
-_cache: dict[int, tuple[Ranker, dict[str, Any]]] = {}
+_cache: dict[int, tuple[Ranker, dict[str, Any], QueryAdapter | None]] = {}
 
 
-def active_ranker() -> tuple[RetrievalBundle, Ranker, dict[str, Any]] | None:
-    """The active bundle with its ranker and manifest (loaded once per process and bundle), or None."""
+def active_ranker() -> Learned | None:
+    """The active bundle with its ranker, manifest and adapter (loaded once per process and
+    bundle), or None."""
     bundle = active()
     if bundle is None:
         return None
     with _cache_lock:
         if bundle.pk not in _cache:
             folder = directory(bundle)
-            _cache[bundle.pk] = (Ranker.load(folder / "ranker.txt"), json.loads((folder / "bundle.json").read_text()))
-        ranker, manifest = _cache[bundle.pk]
-    return bundle, ranker, manifest
+            adapter = QueryAdapter.load(folder / ADAPTER_FILE) if (folder / ADAPTER_FILE).is_file() else None
+            manifest = json.loads((folder / "bundle.json").read_text())
+            _cache[bundle.pk] = (Ranker.load(folder / "ranker.txt"), manifest, adapter)
+        ranker, manifest, adapter = _cache[bundle.pk]
+    return Learned(bundle, ranker, manifest, adapter)
 
 
 def score(figures: dict[str, Any], method: str = "reranker") -> float:

@@ -3,7 +3,6 @@ no answering and no saving of policy versions (views do that)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from django import forms
@@ -14,6 +13,7 @@ from regqa.documents.models import Document
 
 from .evaluate import read_questions_text
 from .models import EscalationPolicy
+from .training import store_pairs
 
 
 def _choices(field: str) -> list[tuple[str, str]]:
@@ -120,16 +120,34 @@ class RetrievalTrainingForm(forms.Form):
     """A labelled questions file to train a retrieval bundle on."""
 
     pairs = forms.FileField(
-        label="Labelled questions (JSON Lines)",
+        required=False,
+        label="Labelled questions (JSON Lines, optional)",
         help_text='One question a line: {"qid", "question", "gold": [{"passage_id": ...} '
         'or {"document": FILE, "page": N}]}.',
+    )
+    synthetic = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=5000,
+        initial=0,
+        label="Questions to write",
+        help_text="With no labelled questions: the local model writes one training question for each of this "
+        "many passages of the library (about 2-5 s each on 2 cores).",
     )
     folds = forms.IntegerField(min_value=2, max_value=10, initial=5, help_text="Cross-validation folds, by question.")
 
     MAX_BYTES = 50 * 1024 * 1024
 
+    def clean(self):
+        data = super().clean()
+        if not data.get("pairs") and not data.get("synthetic") and not self.errors:
+            raise forms.ValidationError("Give a labelled questions file, or a number of questions to write, or both.")
+        return data
+
     def clean_pairs(self):
         upload = self.cleaned_data["pairs"]
+        if upload is None:
+            return None
         if upload.size > self.MAX_BYTES:
             raise forms.ValidationError("The file is larger than 50 MB.")
         try:
@@ -143,12 +161,9 @@ class RetrievalTrainingForm(forms.Form):
         upload.seek(0)
         return upload
 
-    def store(self, data_dir) -> tuple[Path, str]:
-        """Keep the file under the data directory (the worker reads it), named by its SHA-256."""
+    def store(self) -> tuple[Path | None, str]:
+        """Keep the file under the data directory (training.store_pairs), if one was given."""
         upload = self.cleaned_data["pairs"]
-        content = upload.read()
-        sha256 = hashlib.sha256(content).hexdigest()
-        path = Path(data_dir) / "retrieval" / "pairs" / f"{sha256}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        return path, sha256
+        if upload is None:
+            return None, ""
+        return store_pairs(upload.read())

@@ -57,6 +57,10 @@ class LocalModel(Protocol):
         """P("yes") / P("yes" or "no") for the first token of the reply (None: cannot tell)."""
         ...
 
+    def write(self, messages: list[Message], max_tokens: int) -> str:
+        """A short plain-text reply, greedy (synthetic training questions)."""
+        ...
+
 
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -132,6 +136,13 @@ class LlamaCppModel:
         for chunk in llm.create_completion(tokens, grammar=grammar, stop=[eos], **decoding):
             yield chunk["choices"][0]["text"]
 
+    def write(self, messages: list[Message], max_tokens: int) -> str:
+        llm: Any = self.llm
+        reply = llm.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.1
+        )
+        return reply["choices"][0]["message"]["content"] or ""
+
     def yes_probability(self, messages: list[Message]) -> float | None:
         """llama-cpp-python's own `generate` evaluates the prompt, reusing the cached prefix (the
         passages and question open the answer prompt too, so only the yes/no question is new
@@ -179,6 +190,14 @@ def get_model() -> LocalModel:
         if _model is None:
             _model = LlamaCppModel(Path(settings.LLM_MODEL_PATH))
         return _model
+
+
+def load(path: Path) -> LocalModel:
+    """The process's model if it is that file, else that file loaded on its own (the synthetic
+    questions' writer may be a smaller model than the one that answers)."""
+    if Path(path) == Path(settings.LLM_MODEL_PATH):
+        return get_model()
+    return LlamaCppModel(Path(path))
 
 
 def use_model(path: Path) -> None:

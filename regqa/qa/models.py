@@ -210,6 +210,7 @@ class RetrievalBundle(models.Model):
     is active; the one active before it stays ready, one click away (rollback)."""
 
     class Status(models.TextChoices):
+        WRITING = "writing", "Writing training questions"
         TRAINING = "training", "Training"
         READY = "ready", "Ready (not active)"
         ACTIVE = "active", "Active"
@@ -226,6 +227,10 @@ class RetrievalBundle(models.Model):
     summary = models.JSONField(default=dict, blank=True)  # training data: questions, gold found
     figures = models.JSONField(default=dict, blank=True)  # the cross-validated figures it reached
     activated_at = models.DateTimeField(null=True, blank=True)
+    synthetic_requested = models.PositiveIntegerField(
+        default=0, help_text="Passages to write a training question for with the local model (0: labelled pairs only)."
+    )
+    synthetic_model = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-pk"]
@@ -237,6 +242,13 @@ class RetrievalBundle(models.Model):
     @property
     def label(self) -> str:
         return f"bundle v{self.pk}"
+
+    @property
+    def resumable(self) -> bool:
+        """Unfinished (its worker stopped, or it failed) and it writes synthetic questions, which
+        a new run continues from where the last one stopped."""
+        unfinished = (self.Status.WRITING, self.Status.TRAINING, self.Status.FAILED)
+        return self.synthetic_requested > 0 and self.status in unfinished
 
     @property
     def headline(self) -> dict[str, float] | None:
@@ -252,3 +264,29 @@ class RetrievalBundle(models.Model):
             "untrained_recall": f["rrf"][f"recall@{k}"]["mean"],
             "untrained_map": f["rrf"][f"map@{k}"]["mean"],
         }
+
+
+class SyntheticQuestion(models.Model):
+    """A question the local model wrote for one passage, to train a bundle without labelled pairs
+    (synthetic.py). One row per passage tried, written as soon as it is done, so generation
+    stopped by a killed worker resumes where it stopped."""
+
+    class Outcome(models.TextChoices):
+        KEPT = "kept", "Kept as a training pair"
+        NOT_RETRIEVED = "not_retrieved", "Dropped: its passage is not in the first stage's top 20"
+        UNUSABLE = "unusable", "Dropped: not a usable question"
+
+    bundle = models.ForeignKey(RetrievalBundle, on_delete=models.CASCADE, related_name="synthetic_questions")
+    chunk = models.ForeignKey("documents.Chunk", on_delete=models.CASCADE, related_name="+")
+    question = models.TextField(blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    source_rank = models.PositiveIntegerField(null=True, blank=True)  # in the untrained ranking, 1 = first
+    seconds = models.FloatField(default=0.0)  # the model's time for this question
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["bundle", "chunk"], name="one_synthetic_question_per_passage")]
+
+    def __str__(self) -> str:
+        return self.question[:80]

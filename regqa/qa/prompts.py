@@ -170,3 +170,22 @@ def large_prompt(question: str, passages: list[Passage], redact: Callable[[str],
         blocks.append(f"[{p['n']}] ({redact(passage_label(p))})\n{redact(text)}")
     user = "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {redact(_clean(question))}\n\n{LARGE_INSTRUCTIONS}"
     return [{"role": "system", "content": LARGE_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+# Synthetic training questions (synthetic.py): one question a passage answers, in the analyst's
+# words. Chosen by measurement against a variant asking for the passage's key terms to be kept
+# (docs/benchmarks.md, "Synthetic questions").
+QUESTION_WRITER_SYSTEM = "You write the questions compliance analysts at banks ask about financial regulation."
+WRITE_QUESTION = (
+    f"{UNTRUSTED}\n"
+    "Write one question that a compliance analyst might ask and that the passage above answers. "
+    "Ask it in your own words, as someone who has not read the passage would; do not mention the "
+    "passage. Reply with the question only."
+)
+
+
+def question_writer_messages(passage: Passage) -> list[Message]:
+    """The prompt that asks the local model for one question the passage answers."""
+    text = _clean(withhold_instructions(passage["text"]))
+    user = f"Passage ({passage_label(passage)}):\n{text}\n\n{WRITE_QUESTION}"
+    return [{"role": "system", "content": QUESTION_WRITER_SYSTEM}, {"role": "user", "content": user}]

@@ -26,13 +26,14 @@ from django.db.models import Count, Max
 from regqa.documents import embed, lexical
 from regqa.documents.models import Chunk, Document
 
+from .adapter import QueryAdapter
 from .verify import content_terms
 
 FEATURES = [
     "bm25",  # BM25 score
     "bm25_rank",  # 1 = best; N + 1 when outside BM25's top N
     "bm25_share",  # score / the question's best BM25 score
-    "dense",  # cosine similarity with the question
+    "dense",  # cosine similarity with the question (the bundle's adapted question vector, if it has one)
     "dense_rank",
     "dense_gap",  # best dense similarity minus this one
     "rrf",  # weighted reciprocal rank fusion of the two ranks (the untrained ranking)
@@ -52,6 +53,8 @@ FEATURES = [
     "document_dense_gap",  # best dense similarity overall minus the best of the passage's document
     "rank_in_document",  # the passage's place by fused rank among its document's candidates
     "title_overlap",  # share of the question's content words in the document's title
+    "base_dense",  # cosine similarity with the packaged embedder's question vector (= dense without adapter)
+    "base_dense_rank",  # its rank over the library (N + 1 outside the top N)
 ]
 NORMATIVE = re.compile(r"\b(?:must|shall|may not|required|prohibited|should|is to|are to)\b", re.I)
 RRF_K = 60
@@ -80,6 +83,7 @@ class Library:
     version: tuple = ()
     position: dict[int, int] = field(default_factory=dict)
     _lexical_positions: tuple[Any, np.ndarray] | None = None
+    gold_index: dict[tuple[str, ...], list[int]] | None = None  # see training.gold_positions
 
     @classmethod
     def load(cls, version: tuple = ()) -> Library:
@@ -189,20 +193,31 @@ def candidates(
     allowed: np.ndarray | None = None,
     fusion_dense_weight: float = 0.5,
     query_vector: np.ndarray | None = None,
+    adapter: QueryAdapter | None = None,
+    bm25: np.ndarray | None = None,
 ) -> Candidates:
     """The union of BM25's and the dense half's top `n` for the question (`allowed`: a boolean
-    mask of positions the question may see), with the features of each."""
+    mask of positions the question may see), with the features of each. With an `adapter` the
+    dense half searches with the adapted question vector; `bm25` passes the question's BM25
+    scores when they are already known (training relabels the same questions per fold)."""
     n = n or settings.RETRIEVAL_CANDIDATES
     count = len(lib.ids)
     if count == 0:
         return Candidates(np.zeros(0, dtype="int64"), np.zeros((0, len(FEATURES)), dtype="float32"))
     q = embed.embed_query(question) if query_vector is None else query_vector
-    dense = lib.vectors @ q
-    bm25 = lib.bm25(question)
+    base = lib.vectors @ q
+    dense = base if adapter is None else lib.vectors @ adapter.apply(q)
+    bm25 = lib.bm25(question) if bm25 is None else bm25
     if allowed is not None:
+        base = np.where(allowed, base, -np.inf).astype("float32")
         dense = np.where(allowed, dense, -np.inf).astype("float32")
         bm25 = np.where(allowed, bm25, -np.inf).astype("float32")
     k = min(n, count)
+    if adapter is None:
+        base_rank: dict[int, int] | None = None
+    else:
+        top_base = np.argpartition(-base, k - 1)[:k]
+        base_rank = _ranks(base, top_base[np.isfinite(base[top_base])], k)
     top_dense = np.argpartition(-dense, k - 1)[:k]
     top_bm25 = np.argpartition(-bm25, k - 1)[:k]
     top_dense = top_dense[np.isfinite(dense[top_dense])]
@@ -269,6 +284,8 @@ def candidates(
             best_dense - doc_dense[d],
             in_document[row],
             len(terms & lib.title_terms.get(d, frozenset())) / len(terms) if terms else 0.0,
+            base[p] if adapter is not None else cand_dense[row],
+            base_rank.get(p, k + 1) if base_rank is not None else dr,
         )
     return Candidates(positions, rows)
 
@@ -282,6 +299,8 @@ class Ranker:
 
     def __init__(self, booster: Any) -> None:
         self.booster = booster
+        # the columns it was trained on, by name: a bundle trained before a feature was added still scores
+        self.columns = [FEATURES.index(name) for name in booster.feature_name()]
 
     @classmethod
     def train(
@@ -322,7 +341,7 @@ class Ranker:
     def score(self, group: Candidates) -> np.ndarray:
         if len(group.positions) == 0:
             return np.zeros(0)
-        return np.asarray(self.booster.predict(group.features, num_threads=1))
+        return np.asarray(self.booster.predict(group.features[:, self.columns], num_threads=1))
 
     def order(self, group: Candidates) -> np.ndarray:
         """The candidates' library positions, best first."""
@@ -340,7 +359,8 @@ class Ranker:
     def importance(self) -> dict[str, float]:
         gains = self.booster.feature_importance(importance_type="gain")
         total = float(gains.sum()) or 1.0
-        return {name: round(float(g) / total, 4) for name, g in zip(FEATURES, gains, strict=True)}
+        names = self.booster.feature_name()
+        return {name: round(float(g) / total, 4) for name, g in zip(names, gains, strict=True)}
 
 
 def untrained_order(group: Candidates, fusion: str = "rrf") -> np.ndarray:

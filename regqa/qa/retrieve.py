@@ -46,12 +46,13 @@ def retrieve(
     learned = bundle.active_ranker() if mode == "hybrid" else None
     label = ""
     if learned is not None:
-        active, ranker, manifest = learned
         lib = rank.library()
         allowed = None if documents is None else np.isin(lib.document_ids, documents)
-        group = rank.candidates(question, lib, manifest.get("depth", n), allowed, query_vector=query)
-        ranked = [int(lib.ids[p]) for p in ranker.order(group)[: k * 4]]
-        label = active.label
+        group = rank.candidates(
+            question, lib, learned.manifest.get("depth", n), allowed, query_vector=query, adapter=learned.adapter
+        )
+        ranked = [int(lib.ids[p]) for p in learned.ranker.order(group)[: k * 4]]
+        label = learned.bundle.label
     else:
         ranked = first_stage(question, query, mode, n, documents)[: k * 4]
     chunks = Chunk.live.select_related("document").in_bulk(ranked)

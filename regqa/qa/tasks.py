@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from django.tasks import task
 
-from . import training
-from .evaluate import read_questions
+from . import synthetic, training
 from .models import RetrievalBundle
 
 
 @task
-def train_retrieval(bundle_id: int, pairs_path: str, folds: int = 5) -> str:
-    """Train the bundle row `bundle_id` (created by the page) on the stored pairs file."""
+def train_retrieval(bundle_id: int, folds: int = 5) -> str:
+    """Train the bundle row `bundle_id` (created by the page) on its stored pairs file and, if it
+    asks for them, on synthetic questions (written first; a second run resumes the writing)."""
     record = RetrievalBundle.objects.get(pk=bundle_id)
     try:
-        questions = read_questions(Path(pairs_path))
+        questions = training.stored_pairs(record)
     except (OSError, ValueError) as exc:
         RetrievalBundle.objects.filter(pk=bundle_id).update(status=RetrievalBundle.Status.FAILED, detail=str(exc))
         return RetrievalBundle.Status.FAILED
+    if record.synthetic_requested:
+        return synthetic.train(record, questions, folds=folds, user=record.created_by).status
     return training.train_bundle(record, questions, folds=folds, user=record.created_by).status

@@ -12,24 +12,45 @@ import hashlib
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
 
 from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 from regqa.documents import embed
 
+from . import adapter
+from .adapter import QueryAdapter
 from .bundle import activate as activate_bundle
 from .bundle import beats_active, write
-from .evaluate import Question, file_names, score
+from .evaluate import Question, file_names, read_questions, score
 from .models import RetrievalBundle
 from .rank import FEATURES, Candidates, Library, Ranker, candidates, library, minmax_normalise, untrained_order
 
 FIRST_STAGE_DEPTH = 100  # candidates per half when training and evaluating (first-stage Recall@100)
 FUSION_WEIGHTS = (0.2, 0.35, 0.5, 0.65, 0.8)  # dense weights tried for min-max fusion
 MIN_QUESTIONS = 10  # fewer labelled questions than this cannot train and cross-validate a ranker
+
+
+def store_pairs(content: bytes) -> tuple[Path, str]:
+    """Keep a pairs file under the data directory, named by its SHA-256 (the worker reads it, and
+    a resumed bundle finds it again)."""
+    sha256 = hashlib.sha256(content).hexdigest()
+    path = Path(settings.DATA_DIR) / "retrieval" / "pairs" / f"{sha256}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path, sha256
+
+
+def stored_pairs(record: RetrievalBundle) -> list[Question]:
+    """The labelled questions a bundle was started with ([] for synthetic questions only)."""
+    if not record.pairs_sha256:
+        return []
+    return read_questions(Path(settings.DATA_DIR) / "retrieval" / "pairs" / f"{record.pairs_sha256}.jsonl")
 
 
 class TrainingError(ValueError):
@@ -43,6 +64,7 @@ class Labelled:
     labels: np.ndarray  # 1 where the candidate satisfies a gold item
     gold_of: list[set[int]]  # per candidate, the gold items it satisfies
     n_gold: int
+    query_vector: np.ndarray | None = None  # the packaged embedder's vector of the question
 
 
 def gold_hits(lib: Library, position: int, gold: list[dict], file_names: dict[int, str]) -> set[int]:
@@ -50,13 +72,42 @@ def gold_hits(lib: Library, position: int, gold: list[dict], file_names: dict[in
     external = lib.external_ids[position]
     start, end = lib.pages[position]
     for i, g in enumerate(gold):
-        if "passage_id" in g:
+        if "chunk_id" in g:  # synthetic pairs: the passage the question was written from
+            if int(lib.ids[position]) == int(g["chunk_id"]):
+                hit.add(i)
+        elif "passage_id" in g:
             if external and external == str(g["passage_id"]):
                 hit.add(i)
         elif file_names.get(int(lib.document_ids[position])) == g.get("document") and start is not None:
             if start <= int(g["page"]) <= (end or start):
                 hit.add(i)
     return hit
+
+
+def gold_positions(lib: Library, gold: list[dict], names: dict[int, str]) -> set[int]:
+    """Library positions of every passage that satisfies one of the gold items (anywhere in the
+    library, not only among the candidates: what adapting the dense half should bring in)."""
+    if lib.gold_index is None:
+        index: dict[tuple[str, ...], list[int]] = {}
+        for p, (external, document, (start, end)) in enumerate(
+            zip(lib.external_ids, lib.document_ids.tolist(), lib.pages, strict=True)
+        ):
+            if external:
+                index.setdefault(("id", external), []).append(p)
+            if start is not None:
+                for page in range(start, (end or start) + 1):
+                    index.setdefault(("page", names.get(int(document), ""), str(page)), []).append(p)
+        lib.gold_index = index
+    found: set[int] = set()
+    for g in gold:
+        if "chunk_id" in g:
+            if int(g["chunk_id"]) in lib.position:
+                found.add(lib.position[int(g["chunk_id"])])
+        elif "passage_id" in g:
+            found.update(lib.gold_index.get(("id", str(g["passage_id"])), []))
+        elif "document" in g and "page" in g:
+            found.update(lib.gold_index.get(("page", str(g["document"]), str(int(g["page"]))), []))
+    return found
 
 
 def check_gold(questions: Sequence[Question], lib: Library, file_names: dict[int, str]) -> dict[str, int]:
@@ -72,7 +123,9 @@ def check_gold(questions: Sequence[Question], lib: Library, file_names: dict[int
     for q in questions:
         hits = 0
         for g in q.gold:
-            if "passage_id" in g:
+            if "chunk_id" in g:
+                hits += int(g["chunk_id"]) in lib.position
+            elif "passage_id" in g:
                 hits += str(g["passage_id"]) in externals
             elif "document" in g and "page" in g:
                 page = int(g["page"])
@@ -94,25 +147,55 @@ def label(
     depth: int = FIRST_STAGE_DEPTH,
     fusion_dense_weight: float = 0.5,
     progress: Callable[[int], None] | None = None,
+    adapter: QueryAdapter | None = None,
+    vectors: np.ndarray | None = None,
+    bm25_cache: dict[str, np.ndarray] | None = None,
 ) -> list[Labelled]:
-    """Candidates, features and gold labels of every question (one batch of query embeddings)."""
+    """Candidates, features and gold labels of every question (one batch of query embeddings,
+    or `vectors` already computed; `bm25_cache` keeps each question's BM25 scores for the next
+    call, as cross-validation relabels the same questions with each fold's adapter)."""
     names = file_names()
-    vectors = embed.embed_passages([q.question for q in questions]) if questions else np.zeros((0, embed.DIMENSIONS))
+    if vectors is None:
+        texts = [q.question for q in questions]
+        vectors = embed.embed_passages(texts) if texts else np.zeros((0, embed.DIMENSIONS), dtype="float32")
     out = []
     for i, q in enumerate(questions):
-        group = candidates(q.question, lib, depth, fusion_dense_weight=fusion_dense_weight, query_vector=vectors[i])
+        bm25 = None
+        if bm25_cache is not None:
+            bm25 = bm25_cache.get(q.qid)
+            if bm25 is None:
+                bm25 = bm25_cache[q.qid] = lib.bm25(q.question)
+        group = candidates(
+            q.question, lib, depth, fusion_dense_weight=fusion_dense_weight, query_vector=vectors[i],
+            adapter=adapter, bm25=bm25,
+        )  # fmt: skip
         gold_of = [gold_hits(lib, int(p), q.gold, names) for p in group.positions]
-        out.append(Labelled(q, group, np.array([bool(g) for g in gold_of], dtype="int32"), gold_of, len(q.gold)))
+        labels = np.array([bool(g) for g in gold_of], dtype="int32")
+        out.append(Labelled(q, group, labels, gold_of, len(q.gold), vectors[i]))
         if progress:
             progress(i + 1)
     return out
 
 
-def folds_of(questions: Sequence[Question], k: int) -> list[int]:
-    """The fold of each question, from a hash of its id: disjoint by question, the same in every run."""
+def adapter_examples(items: Sequence[Labelled], lib: Library, names: dict[int, str]) -> list[adapter.Example]:
+    """Training examples of the query adapter: each question's vector, its gold passages anywhere
+    in the library, and the best-ranked non-gold candidates of the untrained ranking."""
+    out = []
+    for item in items:
+        positives = gold_positions(lib, item.question.gold, names)
+        order = minmax_order(item.group, 0.5).tolist()
+        negatives = [p for p in order if p not in positives][: adapter.HARD_NEGATIVES]
+        assert item.query_vector is not None
+        out.append(adapter.Example(item.query_vector, sorted(positives), negatives))
+    return out
+
+
+def folds_of(questions: Sequence[Question], k: int, salt: str = "") -> list[int]:
+    """The fold of each question, from a hash of its id: disjoint by question, the same in every
+    run (`salt`: another split of the same questions, for choices made inside training folds)."""
     if k < 2:
         raise TrainingError("Cross-validation needs at least 2 folds.")
-    return [int(hashlib.sha256(q.qid.encode()).hexdigest(), 16) % k for q in questions]
+    return [int(hashlib.sha256(f"{salt}{q.qid}".encode()).hexdigest(), 16) % k for q in questions]
 
 
 def metrics(item: Labelled, order: np.ndarray, k: int) -> dict[str, float]:
@@ -175,6 +258,42 @@ def choose_fusion_weight(items: Sequence[Labelled], k: int) -> float:
 
 
 METHODS = ("bm25", "dense", "rrf", "minmax", "reranker")
+ADAPTED = "adapted_dense"  # the dense half with the fold's query adapter (reported when adapting)
+
+
+def fit_adapter(items: Sequence[Labelled], lib: Library) -> tuple[QueryAdapter | None, dict[str, Any]]:
+    """A query adapter trained on `items`, its epochs and learning rate chosen on a fifth of them
+    held out by question (by dense Recall@10 + MRR@10); None when no setting beats the packaged
+    embedder on that fifth."""
+    names = file_names()
+    examples = adapter_examples(items, lib, names)
+    inner = folds_of([i.question for i in items], 5, salt="adapter")  # not the outer folds' split
+    fit = [e for e, f in zip(examples, inner, strict=True) if f != 0]
+    check = [e for e, f in zip(examples, inner, strict=True) if f == 0]
+    base = sum(adapter.dense_figures(None, check, lib.vectors))
+    tried = {
+        f"{epochs} epochs, lr {rate:g}, decay {decay:g}": (
+            sum(
+                adapter.dense_figures(
+                    adapter.train(fit, lib.vectors, epochs=epochs, learning_rate=rate, decay=decay), check, lib.vectors
+                )
+            ),
+            epochs,
+            rate,
+            decay,
+        )
+        for epochs, rate, decay in adapter.SETTINGS
+    }
+    best = max(tried, key=lambda name: tried[name][0])
+    report: dict[str, Any] = {
+        "packaged_dense_r@10+mrr@10": base,
+        "tried_dense_r@10+mrr@10": {n: v[0] for n, v in tried.items()},
+    }
+    if tried[best][0] <= base:
+        return None, report | {"chosen": None}
+    _, epochs, rate, decay = tried[best]
+    report |= {"chosen": best, "epochs": epochs, "learning_rate": rate, "decay": decay}
+    return adapter.train(examples, lib.vectors, epochs=epochs, learning_rate=rate, decay=decay), report
 
 
 def cross_validate(
@@ -184,28 +303,43 @@ def cross_validate(
     k: int = 10,
     train: Callable[[Sequence[Labelled]], Ranker] | None = None,
     progress: Callable[[int], None] | None = None,
+    adapt: Library | None = None,
 ) -> dict[str, Any]:
     """Train on k-1 folds, evaluate the held-out one, for every fold: each method's mean and
-    standard deviation over folds, and the first stage's recall."""
+    standard deviation over folds, and the first stage's recall. With `adapt` (the library), each
+    fold also trains a query adapter on its training questions, relabels every question with it
+    (the first stage changes) and trains and scores the reranker on those candidates."""
     train = train or train_ranker
     assignment = folds_of([i.question for i in items], k_folds)
+    bm25_cache: dict[str, np.ndarray] = {}
     per_fold: list[dict[str, Any]] = []
     for fold in range(k_folds):
         held = [item for item, f in zip(items, assignment, strict=True) if f == fold]
         rest = [item for item, f in zip(items, assignment, strict=True) if f != fold]
         if not held or not rest:
             raise TrainingError(f"Too few questions for {k_folds} folds (fold {fold + 1} would be empty).")
-        ranker = train(rest)
         weight = choose_fusion_weight(rest, k)  # min-max fusion's weight, from the training folds only
         row: dict[str, Any] = {"fold": fold + 1, "train": len(rest), "test": len(held), "fusion_dense_weight": weight}
-        row["first_stage_recall"] = first_stage_recall(held)
-        for method in METHODS:
-            row[method] = summarise(held, method, ranker if method == "reranker" else None, k, weight)
+        for method in METHODS[:-1]:
+            row[method] = summarise(held, method, None, k, weight)
+        tuned_held, tuned_rest = held, rest
+        if adapt is not None:
+            fitted, row["adapter"] = fit_adapter(rest, adapt)
+            if fitted is not None:
+                relabel = {}
+                for part in (rest, held):
+                    vectors = np.stack([i.query_vector for i in part])
+                    relabel[id(part)] = label([i.question for i in part], adapt, adapter=fitted, vectors=vectors,
+                                              bm25_cache=bm25_cache)  # fmt: skip
+                tuned_rest, tuned_held = relabel[id(rest)], relabel[id(held)]
+            row[ADAPTED] = summarise(tuned_held, "dense", None, k)
+        row["first_stage_recall"] = first_stage_recall(tuned_held)
+        row["reranker"] = summarise(tuned_held, "reranker", train(tuned_rest), k)
         per_fold.append(row)
         if progress:
             progress(fold + 1)
     summary: dict[str, Any] = {"folds": k_folds, "k": k, "questions": len(items), "per_fold": per_fold}
-    for method in METHODS:
+    for method in methods_of(per_fold[0]):
         for metric in per_fold[0][method]:
             values = [row[method][metric] for row in per_fold]
             summary.setdefault(method, {})[metric] = {
@@ -218,6 +352,11 @@ def cross_validate(
     return summary
 
 
+def methods_of(figures: dict[str, Any]) -> list[str]:
+    """The methods a figures block reports, in the order to show them."""
+    return [m for m in (*METHODS[:-1], ADAPTED, "reranker") if m in figures]
+
+
 def train_ranker(items: Sequence[Labelled]) -> Ranker:
     return Ranker.train([i.group for i in items], [i.labels for i in items])
 
@@ -228,13 +367,16 @@ def train_bundle(
     *,
     folds: int = 5,
     activate: bool = True,
+    adapt: bool = True,
     progress: Callable[[int, str], None] | None = None,
     user=None,
     actor: str = "",
+    about: dict[str, Any] | None = None,
 ) -> RetrievalBundle:
     """Train a retrieval bundle from labelled questions: cross-validate the learned ranking by
     question, train the final ranker on every question, write the bundle, and activate it only
-    if its held-out figures beat the active ranking's. Bad input (no question, no gold passage
+    if its held-out figures beat the active ranking's. With `adapt`, the bundle also carries a
+    query adapter of the embedder (adapter.py), cross-validated like the ranker. Bad input (no question, no gold passage
     in the library, too few questions for the folds) fails the bundle with the reason and leaves
     the active bundle untouched."""
 
@@ -260,9 +402,17 @@ def train_bundle(
         items = label(questions, lib, progress=labelled)
         step(60, f"Cross-validating over {folds} folds")
         figures = cross_validate(
-            items, folds, train=train_ranker, progress=lambda f: step(60 + 30 * f // folds, f"fold {f}")
+            items,
+            folds,
+            train=train_ranker,
+            progress=lambda f: step(60 + 30 * f // folds, f"fold {f}"),
+            adapt=lib if adapt else None,
         )
-        step(90, "Training the final ranker on every question")
+        step(90, "Training the final adapter and ranker on every question")
+        fitted, adapter_report = fit_adapter(items, lib) if adapt else (None, {"chosen": None})
+        if fitted is not None:
+            vectors = np.stack([i.query_vector for i in items])
+            items = label(questions, lib, adapter=fitted, vectors=vectors)
         ranker = train_ranker(items)
         manifest = {
             "bundle": record.pk,
@@ -270,12 +420,12 @@ def train_bundle(
             "features": FEATURES,
             "depth": FIRST_STAGE_DEPTH,
             "fusion_dense_weight": choose_fusion_weight(items, figures["k"]),
-            "embedder": None,  # the configured embedding model (a fine-tuned one is a later step)
-            "training": found | {"pairs_file": record.pairs_file, "pairs_sha256": record.pairs_sha256},
+            "embedder": {"packaged": embed.model_path(), "query_adapter": adapter_report if fitted else None},
+            "training": found | {"pairs_file": record.pairs_file, "pairs_sha256": record.pairs_sha256} | (about or {}),
             "importance": ranker.importance(),
             "figures": figures,
         }
-        write(record, ranker, manifest)
+        write(record, ranker, manifest, fitted)
     except TrainingError as exc:
         RetrievalBundle.objects.filter(pk=record.pk).update(status=RetrievalBundle.Status.FAILED, detail=str(exc))
         record.refresh_from_db()

@@ -16,4 +16,5 @@ urlpatterns = [
     path("retrieval/rows/", views.retrieval_rows, name="retrieval_rows"),
     path("retrieval/<int:pk>/activate/", views.retrieval_activate, name="retrieval_activate"),
     path("retrieval/rollback/", views.retrieval_rollback, name="retrieval_rollback"),
+    path("retrieval/<int:pk>/resume/", views.retrieval_resume, name="retrieval_resume"),
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.conf import settings
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -177,7 +176,7 @@ def _retrieval_context(form: RetrievalTrainingForm | None = None) -> dict:
         "bundles": bundles,
         "active": bundle.active(),
         "decision": decision_model.active(),
-        "polling": any(b.status == RetrievalBundle.Status.TRAINING for b in bundles),
+        "polling": any(b.status in (RetrievalBundle.Status.TRAINING, RetrievalBundle.Status.WRITING) for b in bundles),
     }
 
 
@@ -188,12 +187,19 @@ def retrieval(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = RetrievalTrainingForm(request.POST, request.FILES)
         if form.is_valid():
-            path, sha256 = form.store(settings.DATA_DIR)
+            path, sha256 = form.store()
+            synthetic = form.cleaned_data["synthetic"] or 0
+            upload = form.cleaned_data["pairs"]
             record = RetrievalBundle.objects.create(
-                created_by_id=request.user.pk, pairs_file=form.cleaned_data["pairs"].name, pairs_sha256=sha256
+                created_by_id=request.user.pk,
+                pairs_file=" + ".join(
+                    ([upload.name] if upload else []) + ([f"{synthetic} synthetic questions"] if synthetic else [])
+                ),
+                pairs_sha256=sha256,
+                synthetic_requested=synthetic,
             )
             folds = form.cleaned_data["folds"]
-            transaction.on_commit(lambda: tasks.train_retrieval.enqueue(record.pk, str(path), folds))
+            transaction.on_commit(lambda: tasks.train_retrieval.enqueue(record.pk, folds))
             return redirect("retrieval")
         return render(request, "qa/retrieval.html", _retrieval_context(form), status=422)
     return render(request, "qa/retrieval.html", _retrieval_context())
@@ -213,6 +219,17 @@ def retrieval_activate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         bundle.activate(record, user=request.user, reason="activated by hand")
     except bundle.BundleError as exc:
         return HttpResponse(str(exc), status=409)
+    return redirect("retrieval")
+
+
+@require_POST
+@permission_required("qa.manage_retrieval", raise_exception=True)
+def retrieval_resume(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Start again a bundle whose worker stopped (the questions already written are kept)."""
+    record = get_object_or_404(RetrievalBundle, pk=pk)
+    if not record.resumable:
+        return HttpResponse(f"{record.label} is {record.get_status_display().lower()}: nothing to resume.", status=409)
+    transaction.on_commit(lambda: tasks.train_retrieval.enqueue(record.pk, record.figures.get("folds", 5)))
     return redirect("retrieval")
 
 

@@ -1,6 +1,8 @@
 """Train a retrieval bundle from labelled questions and activate it if it measures better.
 
-python manage.py train_retrieval --pairs FILE.jsonl [--folds 5] [--no-activate]
+python manage.py train_retrieval --pairs FILE.jsonl [--synthetic N] [--folds 5] [--no-activate] [--no-adapter]
+python manage.py train_retrieval --synthetic N        (no labelled pairs: the local model writes N questions)
+python manage.py train_retrieval --resume N           (a bundle whose run stopped: writing resumes where it was)
 python manage.py train_retrieval --activate N | --rollback | --list
 
 FILE holds one question a line in the evaluate format: {"qid", "question", "gold": [{"passage_id"}
@@ -10,12 +12,11 @@ active only if they beat the active ranking's. The same runs from the "Retrieval
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from regqa.qa import bundle, training
+from regqa.qa import bundle, synthetic, training
 from regqa.qa.management.commands.evaluate import question_file
 from regqa.qa.models import RetrievalBundle
 
@@ -29,6 +30,15 @@ class Command(BaseCommand):
         parser.add_argument("--pairs", type=Path, help="labelled questions (JSON Lines, the evaluate format)")
         parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (by question)")
         parser.add_argument("--no-activate", action="store_true", help="train and report, but do not activate")
+        parser.add_argument("--no-adapter", action="store_true", help="leave the embedder as packaged (ranker only)")
+        parser.add_argument(
+            "--synthetic",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also train on questions the local model writes for N passages",
+        )
+        parser.add_argument("--resume", type=int, metavar="N", help="continue bundle N where its run stopped")
         parser.add_argument("--activate", type=int, metavar="N", help="activate bundle N")
         parser.add_argument("--rollback", action="store_true", help="make the previously active bundle active again")
         parser.add_argument("--list", action="store_true", help="list the bundles")
@@ -50,21 +60,39 @@ class Command(BaseCommand):
                 return
         except bundle.BundleError as exc:
             raise CommandError(str(exc)) from exc
-        if pairs is None:
-            raise CommandError("Give --pairs FILE (or --list, --activate N, --rollback).")
-        questions = question_file(pairs)
-        record = RetrievalBundle.objects.create(
-            pairs_file=pairs.name, pairs_sha256=hashlib.sha256(pairs.read_bytes()).hexdigest()
-        )
+        if options["resume"]:
+            record = RetrievalBundle.objects.filter(pk=options["resume"]).first()
+            if record is None:
+                raise CommandError(f"There is no retrieval bundle {options['resume']}.")
+            if not record.resumable:
+                raise CommandError(f"{record.label} is {record.get_status_display().lower()}: nothing to resume.")
+            questions = training.stored_pairs(record)
+        else:
+            synthetic_n = options["synthetic"]
+            if synthetic_n < 0:
+                raise CommandError("--synthetic must be a number of passages, 0 or more.")
+            if pairs is None and not synthetic_n:
+                raise CommandError(
+                    "Give --pairs FILE and/or --synthetic N (or --resume N, --list, --activate N, --rollback)."
+                )
+            questions = question_file(pairs) if pairs is not None else []
+            _, sha256 = training.store_pairs(pairs.read_bytes()) if pairs is not None else (None, "")
+            names = ([pairs.name] if pairs else []) + ([f"{synthetic_n} synthetic questions"] if synthetic_n else [])
+            record = RetrievalBundle.objects.create(
+                pairs_file=" + ".join(names), pairs_sha256=sha256, synthetic_requested=synthetic_n
+            )
         verbose = options["verbosity"] >= 1
-        record = training.train_bundle(
-            record,
-            questions,
+        run = dict(
             folds=folds,
             activate=not options["no_activate"],
+            adapt=not options["no_adapter"],
             actor=ACTOR,
             progress=(lambda p, d: self.stderr.write(f"{p:3d}% {d}")) if verbose else None,
         )
+        if record.synthetic_requested:
+            record = synthetic.train(record, questions, **run)
+        else:
+            record = training.train_bundle(record, questions, **run)
         if record.status == RetrievalBundle.Status.FAILED:
             raise CommandError(f"{record.label} failed: {record.detail}")
         self.report(record)
@@ -74,10 +102,13 @@ class Command(BaseCommand):
         k = f["k"]
         self.stdout.write(f"{record.label}: {record.get_status_display()}. {record.detail}")
         self.stdout.write(f"{f['questions']} questions, {f['folds']}-fold cross-validation by question, mean (sd)")
-        for method in training.METHODS:
+        for method in training.methods_of(f):
             cells = [f[method][f"{m}@{k}"] for m in ("recall", "map")]
             self.stdout.write(f"  {method:9} R@{k} {cells[0]['mean']:.4f} ({cells[0]['sd']:.4f})  "
                               f"MAP@{k} {cells[1]['mean']:.4f} ({cells[1]['sd']:.4f})")  # fmt: skip
+        chosen = [row["adapter"].get("chosen") for row in f["per_fold"] if "adapter" in row]
+        if chosen:
+            self.stdout.write(f"  query adapter per fold: {chosen}")
         fs = f["first_stage_recall"]
         self.stdout.write(f"  first stage recall@{f['first_stage_depth']} per half: {fs['mean']:.4f} ({fs['sd']:.4f})")
 
