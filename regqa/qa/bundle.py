@@ -66,7 +66,7 @@ class Learned(NamedTuple):
 
 
 _cache_lock = threading.Lock()
-_cache: dict[int, tuple[Ranker, dict[str, Any], QueryAdapter | None]] = {}
+_cache: dict[tuple[int, str], tuple[Ranker, dict[str, Any], QueryAdapter | None]] = {}
 
 
 def active_ranker() -> Learned | None:
@@ -75,13 +75,14 @@ def active_ranker() -> Learned | None:
     bundle = active()
     if bundle is None:
         return None
+    key = (bundle.pk, bundle.created_at.isoformat())  # a new database may reuse a pk for another bundle
     with _cache_lock:
-        if bundle.pk not in _cache:
+        if key not in _cache:
             folder = directory(bundle)
             adapter = QueryAdapter.load(folder / ADAPTER_FILE) if (folder / ADAPTER_FILE).is_file() else None
             manifest = json.loads((folder / "bundle.json").read_text())
-            _cache[bundle.pk] = (Ranker.load(folder / "ranker.txt"), manifest, adapter)
-        ranker, manifest, adapter = _cache[bundle.pk]
+            _cache[key] = (Ranker.load(folder / "ranker.txt"), manifest, adapter)
+        ranker, manifest, adapter = _cache[key]
     return Learned(bundle, ranker, manifest, adapter)
 
 

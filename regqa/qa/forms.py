@@ -139,7 +139,7 @@ class RetrievalTrainingForm(forms.Form):
     MAX_BYTES = 50 * 1024 * 1024
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         if not data.get("pairs") and not data.get("synthetic") and not self.errors:
             raise forms.ValidationError("Give a labelled questions file, or a number of questions to write, or both.")
         return data

@@ -102,6 +102,7 @@ def generate(record: RetrievalBundle, *, progress: Callable[[int, str], None] | 
         times.append(seconds)
         question = clean_question(reply)
         found = source_rank(question, pk, lib) if question else None
+        outcome: str
         if not question:
             outcome = SyntheticQuestion.Outcome.UNUSABLE
         elif found is None or found > KEEP_TOP:

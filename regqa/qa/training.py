@@ -177,6 +177,11 @@ def label(
     return out
 
 
+def query_vector(item: Labelled) -> np.ndarray:
+    assert item.query_vector is not None, "labelled by label(), which keeps the question's vector"
+    return item.query_vector
+
+
 def adapter_examples(items: Sequence[Labelled], lib: Library, names: dict[int, str]) -> list[adapter.Example]:
     """Training examples of the query adapter: each question's vector, its gold passages anywhere
     in the library, and the best-ranked non-gold candidates of the untrained ranking."""
@@ -185,8 +190,7 @@ def adapter_examples(items: Sequence[Labelled], lib: Library, names: dict[int, s
         positives = gold_positions(lib, item.question.gold, names)
         order = minmax_order(item.group, 0.5).tolist()
         negatives = [p for p in order if p not in positives][: adapter.HARD_NEGATIVES]
-        assert item.query_vector is not None
-        out.append(adapter.Example(item.query_vector, sorted(positives), negatives))
+        out.append(adapter.Example(query_vector(item), sorted(positives), negatives))
     return out
 
 
@@ -328,7 +332,7 @@ def cross_validate(
             if fitted is not None:
                 relabel = {}
                 for part in (rest, held):
-                    vectors = np.stack([i.query_vector for i in part])
+                    vectors = np.stack([query_vector(i) for i in part])
                     relabel[id(part)] = label([i.question for i in part], adapt, adapter=fitted, vectors=vectors,
                                               bm25_cache=bm25_cache)  # fmt: skip
                 tuned_rest, tuned_held = relabel[id(rest)], relabel[id(held)]
@@ -411,7 +415,7 @@ def train_bundle(
         step(90, "Training the final adapter and ranker on every question")
         fitted, adapter_report = fit_adapter(items, lib) if adapt else (None, {"chosen": None})
         if fitted is not None:
-            vectors = np.stack([i.query_vector for i in items])
+            vectors = np.stack([query_vector(i) for i in items])
             items = label(questions, lib, adapter=fitted, vectors=vectors)
         ranker = train_ranker(items)
         manifest = {

@@ -13,6 +13,7 @@ active only if they beat the active ranking's. The same runs from the "Retrieval
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -82,7 +83,7 @@ class Command(BaseCommand):
                 pairs_file=" + ".join(names), pairs_sha256=sha256, synthetic_requested=synthetic_n
             )
         verbose = options["verbosity"] >= 1
-        run = dict(
+        run: dict[str, Any] = dict(
             folds=folds,
             activate=not options["no_activate"],
             adapt=not options["no_adapter"],
