@@ -170,6 +170,10 @@ MAX_PDF_PAGES = env_int("REGQA_MAX_PDF_PAGES", 2000, minimum=1)
 # file fails with a reason instead of hanging or exhausting the worker.
 MAX_EXTRACT_SECONDS = env_int("REGQA_MAX_EXTRACT_SECONDS", 300, minimum=1)
 MAX_EXTRACT_MEMORY_MB = env_int("REGQA_MAX_EXTRACT_MEMORY_MB", 2048, minimum=64)
+# A compressed stream inflating past this is a decompression bomb: the PDF is refused (never OCR-ed).
+MAX_STREAM_MB = env_int("REGQA_MAX_STREAM_MB", 75, minimum=1)
+# Text of one page beyond this is cut (and the cut recorded): bounds a page of one endless line.
+MAX_PAGE_CHARS = env_int("REGQA_MAX_PAGE_CHARS", 200_000, minimum=1000)
 # A document "processing" without progress for this long lost its worker and can be retried.
 INGEST_STALLED_SECONDS = env_int("REGQA_INGEST_STALLED_SECONDS", 600, minimum=10)
 DEFAULT_SENSITIVITY = env_str("REGQA_DEFAULT_SENSITIVITY", "internal")

@@ -64,7 +64,9 @@ def client_for(client, users):
     return login
 
 
-def make_pdf(pages: list[str] | None = None, *, password: str | None = None, blank_pages: int = 0) -> bytes:
+def make_pdf(
+    pages: list[str] | None = None, *, password: str | None = None, blank_pages: int = 0, algorithm: str = "RC4-128"
+) -> bytes:
     """A small real PDF with the given text, one string per page (pypdf writes it)."""
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
@@ -93,7 +95,7 @@ def make_pdf(pages: list[str] | None = None, *, password: str | None = None, bla
     for _ in range(blank_pages):
         writer.add_blank_page(width=612, height=792)
     if password is not None:
-        writer.encrypt(user_password=password, owner_password="owner-secret")
+        writer.encrypt(user_password=password, owner_password="owner-secret", algorithm=algorithm)
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()

@@ -3,10 +3,16 @@
 A PDF is hostile input: a decompression bomb, deeply nested objects or a broken content stream
 can make a parser hang or eat all memory. Running pypdf in a separate process, under
 RLIMIT_AS and a timeout, turns all of those into a clear failure of that one document; the
-worker carries on. The child prints one JSON object: {"pages": [...], "title": ...} or
-{"error": KIND, "message": ...}.
+worker carries on. The child prints one JSON object: {"pages": [...], "title": ...,
+"failed_pages": [numbers], "cut_pages": [numbers]} or {"error": KIND, "message": ...}.
 
-    python -m regqa.documents.extract FILE.pdf MAX_PAGES
+Inflating streams is capped (pypdf's limits, set from REGQA_MAX_STREAM_MB): a stream that would
+inflate past it is a decompression bomb, and the document is refused as one, not taken for a scan
+and handed to OCR. A page whose extraction fails is named and the other pages are kept; a page
+with more text than REGQA_MAX_PAGE_CHARS is cut there (recorded), so no single page can make
+chunking and embedding take minutes.
+
+    python -m regqa.documents.extract FILE.pdf MAX_PAGES MAX_STREAM_MB MAX_PAGE_CHARS
 """
 
 from __future__ import annotations
@@ -29,10 +35,24 @@ def readable_share(text: str) -> float:
     return sum(bool(READABLE_WORD.match(t)) for t in tokens) / len(tokens)
 
 
-def _extract(path: str, max_pages: int) -> dict:
-    from pypdf import PdfReader  # imported in the extraction child process, under its memory limit
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
+def _extract(path: str, max_pages: int, max_stream_mb: int = 75, max_page_chars: int = 200_000) -> dict:
+    from pypdf import PdfReader, overwrite_configuration  # imported in the child, under its memory limit
+    from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError, PdfReadError
 
+    cap = max_stream_mb * 1_000_000
+    overwrite_configuration(
+        zlib_maximum_output_length=cap,
+        lzw_maximum_output_length=cap,
+        run_length_maximum_output_length=cap,
+        jbig2_maximum_output_length=cap,
+        maximum_declared_stream_length=cap,
+        array_based_stream_maximum_output_length=cap,
+    )
+    bomb = {
+        "error": "bomb",
+        "message": f"The PDF holds a compressed stream that inflates to more than {max_stream_mb} MB "
+        "(a decompression bomb); it was refused, and not sent to OCR.",
+    }
     try:
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted:
@@ -41,9 +61,11 @@ def _extract(path: str, max_pages: int) -> dict:
                 if not reader.decrypt(""):
                     message = "The PDF is encrypted with a password. Upload an unprotected copy."
                     return {"error": "encrypted", "message": message}
-            except (FileNotDecryptedError, NotImplementedError) as exc:
+            except (FileNotDecryptedError, NotImplementedError, DependencyError) as exc:
                 return {"error": "encrypted", "message": f"The PDF is encrypted and cannot be opened: {exc}"}
         count = len(reader.pages)
+    except LimitReachedError:
+        return bomb
     except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError, AttributeError) as exc:
         return {"error": "damaged", "message": f"The PDF is damaged and cannot be read: {exc}"}
     if count == 0:
@@ -51,34 +73,66 @@ def _extract(path: str, max_pages: int) -> dict:
     if count > max_pages:
         return {"error": "too_long", "message": f"The PDF has {count} pages; the limit is {max_pages}."}
     pages = []
-    failed = 0
-    for page in reader.pages:
+    failed: list[int] = []
+    cut: list[int] = []
+    for number, page in enumerate(reader.pages, start=1):
+        try:
+            # pypdf's text extraction treats a stream over the cap as empty: inflate it here first,
+            # so a bomb is named as one instead of passing for a scan (and going to OCR)
+            contents = page.get_contents()
+            if contents is not None:
+                contents.get_data()
+        except LimitReachedError:
+            return bomb
+        except Exception:  # noqa: BLE001 - a broken content stream: extraction below decides
+            pass
         try:
             text = page.extract_text() or ""
+        except LimitReachedError:
+            return bomb
         except Exception:  # noqa: BLE001 - pypdf raises many types on broken content streams
-            text, failed = "", failed + 1
+            text = ""
+            failed.append(number)
+        if len(text) > max_page_chars:
+            text = text[:max_page_chars]
+            cut.append(number)
         pages.append(text)
     title = ""
     try:
         title = str(reader.metadata.get("/Title") or "").strip() if reader.metadata else ""
     except Exception:  # noqa: BLE001 - broken metadata is no reason to refuse the text
         title = ""
-    return {"pages": pages, "title": title, "failed_pages": failed}
+    return {"pages": pages, "title": title, "failed_pages": failed, "cut_pages": cut}
 
 
-def run(path: str, max_pages: int, seconds: int, memory_mb: int) -> dict:
-    """Extract in a child process; a timeout or a crash becomes an error result."""
+def memory_limit(memory_mb: int):
+    """A preexec_fn that caps the child's address space (extraction and OCR alike)."""
 
     def limit() -> None:
         limit_bytes = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
+    return limit
+
+
+def run(
+    path: str, max_pages: int, seconds: int, memory_mb: int, max_stream_mb: int = 75, max_page_chars: int = 200_000
+) -> dict:
+    """Extract in a child process; a timeout or a crash becomes an error result."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "regqa.documents.extract", path, str(max_pages)],
+            [
+                sys.executable,
+                "-m",
+                "regqa.documents.extract",
+                path,
+                str(max_pages),
+                str(max_stream_mb),
+                str(max_page_chars),
+            ],  # fmt: skip
             capture_output=True,
             timeout=seconds,
-            preexec_fn=limit,
+            preexec_fn=memory_limit(memory_mb),
             check=False,
         )
     except subprocess.TimeoutExpired:
@@ -97,5 +151,5 @@ def run(path: str, max_pages: int, seconds: int, memory_mb: int) -> dict:
 
 
 if __name__ == "__main__":
-    sys.setrecursionlimit(10_000)
-    print(json.dumps(_extract(sys.argv[1], int(sys.argv[2]))))
+    sys.setrecursionlimit(10_000)  # deeply nested but valid object trees; deeper ones fail their page
+    print(json.dumps(_extract(sys.argv[1], *(int(a) for a in sys.argv[2:5]))))

@@ -33,33 +33,69 @@ MIN_TEXT_CHARS = 20
 MIN_READABLE_SHARE = 0.5
 
 
-def read_pdf_pages(path: Path, title_out: list[str] | None = None) -> list[PageText]:
+def read_pdf_pages(path: Path, title_out: list[str] | None = None, notes: list[str] | None = None) -> list[PageText]:
     """Extract the text of every page (in a child process with limits: extract.py), OCR-ing a
-    scan when ocrmypdf is installed. Failures become IngestErrors with a clear reason."""
+    scan when ocrmypdf is installed, and only the pages whose extraction failed when the others
+    read well. Failures become IngestErrors with a clear reason; what the admin should know of a
+    document that was read (pages that failed, pages cut) is appended to `notes`."""
     with open(path, "rb") as fh:
         if not looks_like_pdf(fh.read(1024)):
             raise IngestError("This is not a PDF file (it does not start with a PDF header).")
     result = _extract(path)
     texts = result["pages"]
     problem = _text_problem(texts)
-    if problem and settings.OCR == "auto" and shutil.which("ocrmypdf"):
+    can_ocr = ocr_available()
+    failed: list[int] = list(result.get("failed_pages") or [])
+    if problem and can_ocr:
         result = _extract(ocr(path))
         texts = result["pages"]
+        failed = list(result.get("failed_pages") or [])
         problem = _text_problem(texts)
         if problem:
             raise IngestError(f"{problem}, even after OCR.", needs_ocr=True)
     elif problem:
         raise IngestError(f"{problem}: it needs OCR (install ocrmypdf and tesseract-ocr, then retry).", needs_ocr=True)
+    elif failed and can_ocr:
+        try:
+            redone = _extract(ocr(path, pages=list(failed)))["pages"]
+        except IngestError as exc:  # the other pages are fine: keep them, say what OCR did
+            log.warning("%s: OCR of pages %s failed: %s", path.name, failed, exc)
+        else:
+            for number in list(failed):
+                if number <= len(redone) and len(redone[number - 1].strip()) >= MIN_TEXT_CHARS:
+                    texts[number - 1] = redone[number - 1]
+                    failed.remove(number)
     if title_out is not None:
         title_out.append(result.get("title", ""))
-    if result.get("failed_pages"):
-        log.warning("%s: text extraction failed on %s pages", path.name, result["failed_pages"])
+    if failed:
+        log.warning("%s: text extraction failed on pages %s", path.name, failed)
+        if notes is not None:
+            notes.append(f"Text extraction failed on {_pages(failed)}; the other pages were read.")
+    if result.get("cut_pages") and notes is not None:
+        notes.append(
+            f"The text of {_pages(result['cut_pages'])} was cut at {settings.MAX_PAGE_CHARS:,} characters "
+            "(REGQA_MAX_PAGE_CHARS)."
+        )
     return [PageText(number, text) for number, text in enumerate(texts, start=1)]
+
+
+def ocr_available() -> bool:
+    return settings.OCR == "auto" and shutil.which("ocrmypdf") is not None
+
+
+def _pages(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:20]) + (f" and {len(numbers) - 20} more" if len(numbers) > 20 else "")
+    return f"page {shown}" if len(numbers) == 1 else f"pages {shown}"
 
 
 def _extract(path: Path) -> dict:
     result = extract.run(
-        str(path), settings.MAX_PDF_PAGES, settings.MAX_EXTRACT_SECONDS, settings.MAX_EXTRACT_MEMORY_MB
+        str(path),
+        settings.MAX_PDF_PAGES,
+        settings.MAX_EXTRACT_SECONDS,
+        settings.MAX_EXTRACT_MEMORY_MB,
+        settings.MAX_STREAM_MB,
+        settings.MAX_PAGE_CHARS,
     )
     if "error" in result:
         raise IngestError(result["message"])
@@ -75,14 +111,17 @@ def _text_problem(texts: list[str]) -> str:
     return ""
 
 
-def ocr(path: Path) -> Path:
-    """An OCR-ed copy of the PDF next to it (ocrmypdf with tesseract), within the time limit."""
+def ocr(path: Path, pages: list[int] | None = None) -> Path:
+    """An OCR-ed copy of the PDF next to it (ocrmypdf with tesseract; only `pages` if given),
+    under the same time and memory limits as extraction."""
     out = path.with_name(path.stem + ".ocr.pdf")
+    only = ["--pages", ",".join(str(n) for n in pages)] if pages else []
     try:
         done = subprocess.run(
-            ["ocrmypdf", "--force-ocr", "--jobs", "1", "--output-type", "pdf", "--quiet", str(path), str(out)],
+            ["ocrmypdf", "--force-ocr", "--jobs", "1", "--output-type", "pdf", "--quiet", *only, str(path), str(out)],
             capture_output=True,
             timeout=settings.MAX_EXTRACT_SECONDS,
+            preexec_fn=extract.memory_limit(settings.MAX_EXTRACT_MEMORY_MB),
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
@@ -127,7 +166,8 @@ def ingest_document(document_id: int) -> Document:
 
     try:
         titles: list[str] = []
-        pages = read_pdf_pages(Path(document.file.path), titles)
+        notes: list[str] = []
+        pages = read_pdf_pages(Path(document.file.path), titles, notes)
         if document.title_from_file:
             from_metadata = titles[0] if titles and len(titles[0]) > 3 else ""
             document.title = from_metadata or first_heading(pages) or document.title
@@ -144,7 +184,7 @@ def ingest_document(document_id: int) -> Document:
         vectors = embed_texts([embedding_text(d.section, d.text, document.title) for d in drafts], embedded)
         lap("embed")
         _set_progress(document_id, 96, f"Indexing {len(drafts)} passages")
-        store_chunks(document, drafts, vectors, pages)
+        store_chunks(document, drafts, vectors, pages, note=" ".join(notes))
         lap("index")
         Document.objects.filter(pk=document_id).update(timings=timings)
     except IngestError as exc:
@@ -161,7 +201,11 @@ def ingest_document(document_id: int) -> Document:
 
 
 def store_chunks(
-    document: Document, drafts: list[ChunkDraft], vectors: np.ndarray, pages: list[PageText] | None = None
+    document: Document,
+    drafts: list[ChunkDraft],
+    vectors: np.ndarray,
+    pages: list[PageText] | None = None,
+    note: str = "",
 ) -> int:
     """Replace a document's pages and chunks and index them, all in one transaction; mark it ready.
 
@@ -183,7 +227,7 @@ def store_chunks(
         Document.objects.filter(pk=document.pk).update(
             status=Document.Status.READY,
             progress=100,
-            status_detail="",
+            status_detail=note,  # what the admin should know of a document that was read
             page_count=len(pages),
             chunk_count=len(chunks),
             ingested_at=timezone.now(),
