@@ -154,3 +154,34 @@ def test_a_page_of_one_endless_line_is_cut_and_the_cut_recorded(fake_embedder, s
     assert len(document.pages.get(number=2).text) == 20_000
     assert index_consistent()
     call_command("index", "check", verbosity=0)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_scanned_page_inside_a_text_pdf_is_ocred_alone(fake_embedder, settings, tmp_path):
+    """Real OCR (ocrmypdf --pages) of page 2 only; page 1 keeps its own text layer."""
+    import shutil
+
+    from pypdf import PdfReader
+
+    from .test_library import scanned_pdf
+
+    assert shutil.which("ocrmypdf"), "OCR is not installed: run scripts/ocr-deps.sh"
+    writer = PdfWriter()
+    writer.add_page(PdfReader(io.BytesIO(make_pdf([GOOD]))).pages[0])
+    writer.add_page(PdfReader(io.BytesIO(scanned_pdf(tmp_path))).pages[0])
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    settings.OCR = "off"
+    unread = ingest_bytes(buffer.getvalue(), "mixed-off.pdf")
+    assert unread.status == Document.Status.READY
+    assert unread.status_detail == (
+        "Page 2 is an image without a text layer (install ocrmypdf and tesseract-ocr to read it)."
+    )
+    settings.OCR = "auto"
+    document = ingest_bytes(buffer.getvalue(), "mixed.pdf")
+    assert document.status == Document.Status.READY and document.status_detail == ""
+    texts = {p.number: p.text for p in document.pages.all()}
+    assert texts[1] == PdfReader(io.BytesIO(make_pdf([GOOD]))).pages[0].extract_text()  # its own text layer
+    assert "liquid assets" in texts[2].lower()
+    assert index_consistent()

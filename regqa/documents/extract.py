@@ -4,7 +4,8 @@ A PDF is hostile input: a decompression bomb, deeply nested objects or a broken 
 can make a parser hang or eat all memory. Running pypdf in a separate process, under
 RLIMIT_AS and a timeout, turns all of those into a clear failure of that one document; the
 worker carries on. The child prints one JSON object: {"pages": [...], "title": ...,
-"failed_pages": [numbers], "cut_pages": [numbers]} or {"error": KIND, "message": ...}.
+"failed_pages": [numbers], "cut_pages": [numbers], "scanned_pages": [numbers]} or {"error": KIND,
+"message": ...}.
 
 Inflating streams is capped (pypdf's limits, set from REGQA_MAX_STREAM_MB): a stream that would
 inflate past it is a decompression bomb, and the document is refused as one, not taken for a scan
@@ -75,6 +76,7 @@ def _extract(path: str, max_pages: int, max_stream_mb: int = 75, max_page_chars:
     pages = []
     failed: list[int] = []
     cut: list[int] = []
+    scanned: list[int] = []
     for number, page in enumerate(reader.pages, start=1):
         try:
             # pypdf's text extraction treats a stream over the cap as empty: inflate it here first,
@@ -96,13 +98,25 @@ def _extract(path: str, max_pages: int, max_stream_mb: int = 75, max_page_chars:
         if len(text) > max_page_chars:
             text = text[:max_page_chars]
             cut.append(number)
+        if len(text.strip()) < 20 and number not in failed and _has_image(page):
+            scanned.append(number)  # an image and no text layer: a scanned page inside the PDF
         pages.append(text)
     title = ""
     try:
         title = str(reader.metadata.get("/Title") or "").strip() if reader.metadata else ""
     except Exception:  # noqa: BLE001 - broken metadata is no reason to refuse the text
         title = ""
-    return {"pages": pages, "title": title, "failed_pages": failed, "cut_pages": cut}
+    return {"pages": pages, "title": title, "failed_pages": failed, "cut_pages": cut, "scanned_pages": scanned}
+
+
+def _has_image(page) -> bool:
+    try:
+        xobjects = page["/Resources"].get_object().get("/XObject")
+        return bool(xobjects) and any(
+            x.get_object().get("/Subtype") == "/Image" for x in xobjects.get_object().values()
+        )
+    except Exception:  # noqa: BLE001 - no resources, or broken ones: not a scan we can tell
+        return False
 
 
 def memory_limit(memory_mb: int):

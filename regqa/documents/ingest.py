@@ -46,31 +46,39 @@ def read_pdf_pages(path: Path, title_out: list[str] | None = None, notes: list[s
     problem = _text_problem(texts)
     can_ocr = ocr_available()
     failed: list[int] = list(result.get("failed_pages") or [])
+    scanned: list[int] = list(result.get("scanned_pages") or [])
     if problem and can_ocr:
         result = _extract(ocr(path))
         texts = result["pages"]
-        failed = list(result.get("failed_pages") or [])
+        failed, scanned = list(result.get("failed_pages") or []), []
         problem = _text_problem(texts)
         if problem:
             raise IngestError(f"{problem}, even after OCR.", needs_ocr=True)
     elif problem:
         raise IngestError(f"{problem}: it needs OCR (install ocrmypdf and tesseract-ocr, then retry).", needs_ocr=True)
-    elif failed and can_ocr:
+    elif (failed or scanned) and can_ocr:
+        wanted = sorted(failed + scanned)
         try:
-            redone = _extract(ocr(path, pages=list(failed)))["pages"]
+            redone = _extract(ocr(path, pages=wanted))["pages"]
         except IngestError as exc:  # the other pages are fine: keep them, say what OCR did
-            log.warning("%s: OCR of pages %s failed: %s", path.name, failed, exc)
+            log.warning("%s: OCR of pages %s failed: %s", path.name, wanted, exc)
         else:
-            for number in list(failed):
+            for number in wanted:
                 if number <= len(redone) and len(redone[number - 1].strip()) >= MIN_TEXT_CHARS:
                     texts[number - 1] = redone[number - 1]
-                    failed.remove(number)
+                    failed = [n for n in failed if n != number]
+                    scanned = [n for n in scanned if n != number]
     if title_out is not None:
         title_out.append(result.get("title", ""))
     if failed:
         log.warning("%s: text extraction failed on pages %s", path.name, failed)
         if notes is not None:
             notes.append(f"Text extraction failed on {_pages(failed)}; the other pages were read.")
+    if scanned and notes is not None:
+        them = "it" if len(scanned) == 1 else "them"
+        where = f"OCR found no text on {them}" if can_ocr else f"install ocrmypdf and tesseract-ocr to read {them}"
+        notes.append(f"{_pages(scanned).capitalize()} {'is an image' if len(scanned) == 1 else 'are images'} "
+                     f"without a text layer ({where}).")  # fmt: skip
     if result.get("cut_pages") and notes is not None:
         notes.append(
             f"The text of {_pages(result['cut_pages'])} was cut at {settings.MAX_PAGE_CHARS:,} characters "
