@@ -98,12 +98,25 @@ class _Echo:
         return value
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, carriage return first)
+    gets a leading apostrophe, so it shows as text; numbers and other text are left as they are.
+    Questions and document text are untrusted: "=HYPERLINK(...)" must not become a link."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_lines(header: list[str], rows: Iterable[list]) -> Iterator[str]:
-    """CSV text, one line at a time (memory stays flat however many rows)."""
+    """CSV text, one line at a time (memory stays flat however many rows), every cell
+    spreadsheet-safe (the JSON Lines export stays exact)."""
     writer = csv.writer(_Echo())
     yield writer.writerow(header)
     for row in rows:
-        yield writer.writerow(row)
+        yield writer.writerow([spreadsheet_safe(cell) for cell in row])
 
 
 def csv_rows(qs: QuerySet[AuditEvent]) -> Iterator[str]:

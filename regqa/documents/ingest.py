@@ -287,6 +287,9 @@ def delete_document(document: Document) -> None:
         document.delete()
     if stored:
         document.file.storage.delete(stored)
+        ocr_copy = str(Path(stored).with_name(Path(stored).stem + ".ocr.pdf"))  # ocr() writes it beside the file
+        if document.file.storage.exists(ocr_copy):
+            document.file.storage.delete(ocr_copy)
 
 
 def rechunk_document(document: Document, words: int | None = None, overlap: int | None = None) -> tuple[int, int]:

@@ -35,6 +35,27 @@ def can_read(view):
     return user_passes_test(allowed)(view)
 
 
+def visible(user, document: Document) -> bool:
+    """Admins and auditors see every document; an analyst sees the ones ready for questions and
+    the ones an answer of theirs cited (a superseded version still opens where it was cited),
+    never a failed, unfinished or unreadable upload."""
+    if user.has_perm("documents.manage_documents") or user.has_perm("qa.view_answer_log"):
+        return True
+    if document.status == Document.Status.READY:
+        return True
+    from regqa.qa.models import Answer  # qa depends on documents, not the reverse: only here
+
+    cited = Answer.objects.filter(user_id=user.pk).values_list("passages", flat=True)
+    return any(p.get("document_id") == document.pk for passages in cited.iterator() for p in passages or [])
+
+
+def readable_document(request: HttpRequest, pk: int) -> Document:
+    document = get_object_or_404(Document, pk=pk)
+    if not visible(request.user, document):
+        raise Http404("No such document.")
+    return document
+
+
 def _library_context(form: UploadForm | None = None) -> dict:
     documents = list(Document.objects.select_related("uploaded_by"))
     return {
@@ -126,16 +147,24 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @can_read
 def document_file(request: HttpRequest, pk: int) -> FileResponse:
-    document = get_object_or_404(Document, pk=pk)
+    """The stored PDF, as a download that cannot run in the app's origin: a sandboxing CSP, no
+    MIME sniffing, and a file name sanitised by Django (RFC 6266 filename*)."""
+    document = readable_document(request, pk)
     if not document.file:
         raise Http404("This document has no stored file.")
-    return FileResponse(document.file.open("rb"), content_type="application/pdf", filename=document.original_name)
+    response = FileResponse(
+        document.file.open("rb"), content_type="application/pdf", filename=document.original_name or "document.pdf",
+        as_attachment=True,
+    )  # fmt: skip
+    response["Content-Security-Policy"] = "sandbox"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @require_GET
 @can_read
 def page(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    document = get_object_or_404(Document, pk=pk)
+    document = readable_document(request, pk)
     page = get_object_or_404(Page, document=document, number=number)
     highlight, parts = None, None
     if (chunk_id := request.GET.get("chunk", "")).isdigit():
@@ -159,5 +188,7 @@ def split_span(text: str, span: str) -> tuple[str, str, str]:
 @can_read
 def passage(request: HttpRequest, chunk_id: int) -> HttpResponse:
     chunk = get_object_or_404(Chunk.objects.select_related("document"), pk=chunk_id)
+    if not visible(request.user, chunk.document):
+        raise Http404("No such passage.")
     parts = split_span(chunk.text, request.GET.get("span", ""))
     return render(request, "documents/passage.html", {"chunk": chunk, "parts": parts})

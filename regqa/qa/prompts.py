@@ -97,6 +97,15 @@ def withhold_instructions(text: str) -> str:
     return " ".join(kept) if any(k == WITHHELD for k in kept) else text
 
 
+def source_label(p: Passage) -> str:
+    """The passage's label (document title, pages, section) as a prompt quotes it: the title and
+    heading come from the document too, so they get the passage text's untrusted handling."""
+    safe = dict(p)
+    safe["document_title"] = _clean(withhold_instructions(str(p.get("document_title") or "")))[:200]
+    safe["section"] = withhold_instructions(str(p.get("section") or ""))
+    return passage_label(safe)
+
+
 def fit_text(question: str, passages: list[Passage], budget_words: int) -> dict[int, str]:
     """The text of each passage to give the model, within about `budget_words` words in all.
 
@@ -146,7 +155,7 @@ YES_NO_FORM = (
 def build_messages(question: str, passages: list[Passage]) -> list[Message]:
     """The local model's prompt: passages (fitted to REGQA_CONTEXT_WORDS), question, instructions."""
     texts = fit_text(question, passages, settings.CONTEXT_WORDS)
-    blocks = [f"[{p['n']}] ({passage_label(p)})\n{texts[p['n']]}" for p in passages]
+    blocks = [f"[{p['n']}] ({source_label(p)})\n{texts[p['n']]}" for p in passages]
     instructions = f"{INSTRUCTIONS}\n{YES_NO_FORM}" if is_yes_no(question) else INSTRUCTIONS
     user = "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {_clean(question)}\n\n{instructions}"
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
@@ -167,7 +176,7 @@ def large_prompt(question: str, passages: list[Passage], redact: Callable[[str],
     blocks = []
     for p in passages:
         text = _clean(withhold_instructions(p["text"]))
-        blocks.append(f"[{p['n']}] ({redact(passage_label(p))})\n{redact(text)}")
+        blocks.append(f"[{p['n']}] ({redact(source_label(p))})\n{redact(text)}")
     user = "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {redact(_clean(question))}\n\n{LARGE_INSTRUCTIONS}"
     return [{"role": "system", "content": LARGE_SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
@@ -187,5 +196,5 @@ WRITE_QUESTION = (
 def question_writer_messages(passage: Passage) -> list[Message]:
     """The prompt that asks the local model for one question the passage answers."""
     text = _clean(withhold_instructions(passage["text"]))
-    user = f"Passage ({passage_label(passage)}):\n{text}\n\n{WRITE_QUESTION}"
+    user = f"Passage ({source_label(passage)}):\n{text}\n\n{WRITE_QUESTION}"
     return [{"role": "system", "content": QUESTION_WRITER_SYSTEM}, {"role": "user", "content": user}]
