@@ -6,6 +6,7 @@ See README.md, "Configuration", for the full list.
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 
@@ -201,6 +202,7 @@ INSTALLED_APPS = [
     "regqa.documents",
     "regqa.qa",
     "regqa.audit",
+    "axes",  # throttles failed logins per user and per address
 ]
 
 MIDDLEWARE = [
@@ -214,7 +216,18 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into its 429 page
 ]
+
+# Failed logins (django-axes): after REGQA_LOGIN_FAILURE_LIMIT failures a username, and separately
+# an address, is locked out for REGQA_LOGIN_LOCKOUT_MINUTES; attempts while locked out are refused
+# before the password is checked, and the audit trail records the lockout once, not each attempt.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("REGQA_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("REGQA_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "regqa.urls"
 WSGI_APPLICATION = "regqa.wsgi.application"

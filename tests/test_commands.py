@@ -4,6 +4,7 @@ import json
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from regqa.documents.models import Document
 
@@ -41,7 +42,8 @@ def test_bootstrap_creates_roles_and_demo_users_with_a_stable_password(settings)
         ("analyst", ["Analysts"]),
         ("auditor", ["Auditors"]),
     ]
-    assert authenticate(username="analyst", password=password) is not None
+    request = RequestFactory().post("/accounts/login/")  # the login throttle needs the request
+    assert authenticate(request, username="analyst", password=password) is not None
     analyst = users.get(username="analyst")
     assert analyst.has_perm("qa.ask_question") and not analyst.has_perm("documents.manage_documents")
     from regqa.qa.models import EscalationPolicy

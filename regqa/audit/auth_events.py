@@ -15,8 +15,30 @@ def _ip(request) -> str:
 
 
 def login_failed(sender, credentials, request=None, **kwargs) -> None:
+    if request is not None and getattr(request, "axes_locked_out", False):
+        return  # refused by the lockout, its password never checked: recorded once, as the lockout
     username = str(credentials.get("username", ""))
     log.record(EventKind.LOGIN_FAILED, f"Failed login for {username!r}", actor=username, data={"ip": _ip(request)})
+
+
+def locked_out(sender, request=None, username=None, ip_address=None, **kwargs) -> None:
+    """django-axes locked a username or an address out: one audit event per lockout period, so
+    a client hammering the login page cannot grow the append-only trail without bound."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from .models import AuditEvent
+
+    since = timezone.now() - settings.AXES_COOLOFF_TIME
+    recent = AuditEvent.objects.filter(kind=EventKind.LOGIN_LOCKED_OUT, created_at__gte=since)
+    if any(e.data.get("user") == username or e.data.get("ip") == ip_address for e in recent):
+        return  # that user or that address is already recorded as locked out in this period
+    log.record(
+        EventKind.LOGIN_LOCKED_OUT,
+        f"Logins locked out for {username!r} from {ip_address} after {settings.AXES_FAILURE_LIMIT} failures",
+        actor=str(username or ""),
+        data={"user": username, "ip": ip_address, "minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)},
+    )
 
 
 def logged_in(sender, request, user, **kwargs) -> None:

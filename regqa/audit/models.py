@@ -27,6 +27,7 @@ class EventKind(models.TextChoices):
     LOG_EXPORTED = "log.exported", "Log exported"
     LOGIN = "login", "Login"
     LOGIN_FAILED = "login.failed", "Failed login"
+    LOGIN_LOCKED_OUT = "login.locked_out", "Logins locked out (too many failures)"
     USER_CREATED = "user.created", "User created"
     USER_CHANGED = "user.changed", "User changed"
     USER_DELETED = "user.deleted", "User deleted"
