@@ -225,7 +225,10 @@ MIDDLEWARE = [
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("REGQA_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("REGQA_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Behind a reverse proxy every client has the proxy's address: lock out by username only there.
+AXES_LOCKOUT_PARAMETERS = [p.strip() for p in env_str("REGQA_LOGIN_LOCKOUT_BY", "username,ip_address").split(",")]
+if not AXES_LOCKOUT_PARAMETERS or set(AXES_LOCKOUT_PARAMETERS) - {"username", "ip_address"}:
+    raise ImproperlyConfigured("REGQA_LOGIN_LOCKOUT_BY must be username, ip_address or both, comma-separated.")
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 
