@@ -219,6 +219,9 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",  # last: turns a lockout into its 429 page
 ]
 
+# A question whose answer stream is never opened (a closed tab) is closed as abandoned after this.
+ANSWER_ABANDONED_MINUTES = env_int("REGQA_ANSWER_ABANDONED_MINUTES", 30, minimum=1)
+
 # Failed logins (django-axes): after REGQA_LOGIN_FAILURE_LIMIT failures a username, and separately
 # an address, is locked out for REGQA_LOGIN_LOCKOUT_MINUTES; attempts while locked out are refused
 # before the password is checked, and the audit trail records the lockout once, not each attempt.

@@ -119,3 +119,37 @@ def test_failed_logins_are_throttled_per_user_and_per_address_and_audited_once(c
     assert attempt("auditor", PASSWORD, ip="10.0.0.3").status_code == 302  # elsewhere it logs in
     locked = AuditEvent.objects.filter(kind=EventKind.LOGIN_LOCKED_OUT).order_by("pk")
     assert [(e.data["user"], e.data["ip"]) for e in locked] == [("analyst", "10.0.0.1"), ("nobody4", "10.0.0.9")]
+
+
+def test_a_question_is_recorded_when_asked_and_closed_as_abandoned_if_never_opened(
+    client_for, fake_llm, fake_embedder, settings
+):
+    import datetime
+
+    from django.utils import timezone
+
+    from regqa.audit.models import AuditEvent
+    from regqa.qa.answer import close_abandoned
+    from regqa.qa.models import Answer
+
+    from .test_ask_flow import ask
+
+    client = client_for("analyst")
+    document = Document.objects.create(title="Regulation O", sha256="b" * 64)
+    document.file.save("reg-o.pdf", ContentFile(make_pdf(["§ 215.2 Definitions.\nCompany means any corporation."])))
+    ingest.ingest_document(document.pk)
+    ask(client, "What does company mean in the definitions?")  # the stream is never opened
+    answer = Answer.objects.get()
+    assert answer.status == Answer.Status.PENDING
+    asked = AuditEvent.objects.get(kind=EventKind.QUESTION_ASKED)
+    assert asked.data["answer_id"] == answer.pk and asked.data["question"] == answer.question
+    assert asked.data["passages"] and asked.data["passages"][0]["document_title"] == "Regulation O"
+
+    assert close_abandoned() == 0  # not old enough yet
+    Answer.objects.filter(pk=answer.pk).update(created_at=timezone.now() - datetime.timedelta(minutes=31))
+    ask(client, "Who is an insider?")  # asking again closes what was left
+    answer.refresh_from_db()
+    assert answer.status == Answer.Status.ABANDONED and answer.is_final
+    assert AuditEvent.objects.filter(kind=EventKind.ANSWER_ABANDONED, data__answer_id=answer.pk).count() == 1
+    events = client.get(reverse("answer_stream", args=[answer.pk]))  # opened late: nothing runs
+    assert fake_llm.calls == [] and events.status_code == 200

@@ -83,6 +83,24 @@ def verify() -> Verification:
     return Verification(True, checked, last_hash=previous_hash)
 
 
+def record_question(answer) -> AuditEvent:
+    """A question as it was asked, with the passages shown, before any model runs (so a question
+    whose answer is never opened still leaves its trace)."""
+    return record(
+        EventKind.QUESTION_ASKED,
+        f"Asked: {answer.question[:200]}",
+        user=answer.user,
+        data={
+            "answer_id": answer.pk,
+            "question": answer.question,
+            "filters": answer.filters,
+            "passages": answer.passages,
+            "retrieval_bundle": answer.retrieval_bundle,
+            "retrieval_ms": answer.retrieval_ms,
+        },
+    )
+
+
 def record_answer(answer, prompt: list[dict] | None = None, model_sha256: str = "") -> AuditEvent:
     """The full record of one answer: question, passages as they were, prompt, result."""
     return record(

@@ -10,7 +10,9 @@ class EventKind(models.TextChoices):
     the auditor's filter offers. (Not a field choice: the column keeps the plain value, and a
     kind added here needs no migration of the append-only table.)"""
 
+    QUESTION_ASKED = "question.asked", "Question asked (passages shown)"
     ANSWER = "answer", "Answer"
+    ANSWER_ABANDONED = "answer.abandoned", "Answer abandoned (never opened)"
     ANSWER_ESCALATED = "answer.escalated", "Answer sent to the large model"
     ANSWER_ESCALATION_REFUSED = "answer.escalation_refused", "Escalation refused"
     DOCUMENT_UPLOADED = "document.uploaded", "Document uploaded"

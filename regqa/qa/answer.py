@@ -8,14 +8,18 @@ them in order, and holds no prompt text, model code or decision rule of its own.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
 from regqa.audit import log as audit_log
+from regqa.audit.models import EventKind
 from regqa.documents import embed, index, lexical
 from regqa.documents.models import Document
 
@@ -78,13 +82,37 @@ def start_answer(user, question: str, filters: dict | None = None, route: bool =
         # decided from signals known now: the analyst does not wait for a draft that cannot change it
         decline_early(answer, stored, searched(filters), explain("early", {}, learned, None))
     answer.quality_min = quality_check.lowest_score(answer.quality)
-    answer.save()
-    answer.documents.set({p.document_id for p in passages})
-    if answer.is_final:
-        if route:
-            route_answer(answer)
-        audit_log.record_answer(answer)
+    close_abandoned()
+    with transaction.atomic():  # the answer and its audit record are saved together, or neither
+        answer.save()
+        answer.documents.set({p.document_id for p in passages})
+        if answer.is_final:
+            if route:
+                route_answer(answer)
+            audit_log.record_answer(answer)
+        else:
+            audit_log.record_question(answer)
     return answer
+
+
+def close_abandoned() -> int:
+    """Close answers still pending after REGQA_ANSWER_ABANDONED_MINUTES (their stream was never
+    opened: a closed tab), each with an audit event. Returns how many."""
+    cutoff = timezone.now() - datetime.timedelta(minutes=settings.ANSWER_ABANDONED_MINUTES)
+    closed = 0
+    for pk in Answer.objects.filter(status=Answer.Status.PENDING, created_at__lt=cutoff).values_list("pk", flat=True):
+        with transaction.atomic():
+            if not Answer.objects.filter(pk=pk, status=Answer.Status.PENDING).update(status=Answer.Status.ABANDONED):
+                continue  # a stream claimed it meanwhile
+            answer = Answer.objects.get(pk=pk)
+            audit_log.record(
+                EventKind.ANSWER_ABANDONED,
+                f"Abandoned (never opened): {answer.question[:200]}",
+                user=answer.user,
+                data={"answer_id": pk, "created_at": answer.created_at.isoformat()},
+            )
+            closed += 1
+    return closed
 
 
 def searched(filters: dict) -> str:

@@ -35,6 +35,7 @@ class Answer(models.Model):
         QUOTED = "quoted", "Quoted from the passages"
         NOT_COVERED = "not_covered", "Declined: the documents do not state an answer"
         FAILED = "failed", "Failed"
+        ABANDONED = "abandoned", "Abandoned: its answer was never opened"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="answers")
     question = models.TextField()
@@ -101,7 +102,9 @@ class Answer(models.Model):
 
     @property
     def is_final(self) -> bool:
-        return self.status in (self.Status.ANSWERED, self.Status.QUOTED, self.Status.NOT_COVERED, self.Status.FAILED)
+        return self.status in (
+            self.Status.ANSWERED, self.Status.QUOTED, self.Status.NOT_COVERED, self.Status.FAILED, self.Status.ABANDONED
+        )  # fmt: skip
 
     @property
     def escalated(self) -> bool:
