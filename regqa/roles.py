@@ -10,7 +10,17 @@ AUDITORS = "Auditors"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     ANALYSTS: ["qa.ask_question"],
-    ADMINS: ["qa.ask_question", "documents.manage_documents", "qa.manage_policy", "qa.manage_retrieval"],
+    ADMINS: [
+        "qa.ask_question",
+        "documents.manage_documents",
+        "qa.manage_policy",
+        "qa.manage_retrieval",
+        # users and their roles, in the Django admin (audit/admin.py keeps superuser rights out of reach)
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+        "auth.view_group",
+    ],  # fmt: skip
     AUDITORS: ["qa.view_answer_log", "qa.export_answer_log"],
 }
 

@@ -153,3 +153,29 @@ def test_a_question_is_recorded_when_asked_and_closed_as_abandoned_if_never_open
     assert AuditEvent.objects.filter(kind=EventKind.ANSWER_ABANDONED, data__answer_id=answer.pk).count() == 1
     events = client.get(reverse("answer_stream", args=[answer.pk]))  # opened late: nothing runs
     assert fake_llm.calls == [] and events.status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_demo_admin_manages_users_without_superuser_rights(client, tmp_path, settings):
+    import io as text_io
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    settings.DATA_DIR = tmp_path
+    call_command("bootstrap", "--demo-users", stdout=text_io.StringIO())
+    User = get_user_model()
+    admin_user = User.objects.get(username="admin")
+    assert admin_user.is_staff and not admin_user.is_superuser
+    client.force_login(admin_user)
+    analyst = User.objects.get(username="analyst")
+    page = client.get(reverse("admin:auth_user_change", args=[admin_user.pk]))
+    assert page.status_code == 200 and 'name="is_superuser"' not in page.content.decode()
+    form = {"username": "admin", "is_active": "on", "is_superuser": "on", "is_staff": "on",
+            "groups": [g.pk for g in admin_user.groups.all()], "last_login_0": "", "last_login_1": "",
+            "date_joined_0": "2026-12-01", "date_joined_1": "10:00:00"}  # fmt: skip
+    client.post(reverse("admin:auth_user_change", args=[admin_user.pk]), form)
+    admin_user.refresh_from_db()
+    assert not admin_user.is_superuser  # the field is not in the form: a posted value is ignored
+    assert client.get(reverse("admin:auth_user_change", args=[analyst.pk])).status_code == 200  # manages users
+    assert client.get(reverse("answer_log")).status_code == 403  # but reads no one's answers

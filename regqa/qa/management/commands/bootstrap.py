@@ -44,8 +44,8 @@ class Command(BaseCommand):
             if created or os.environ.get("REGQA_DEMO_PASSWORD"):
                 user.set_password(password)
                 user.save()
-            if username == "admin":
-                user.is_staff = user.is_superuser = True
+            if username == "admin":  # the Django admin for users and roles, not a superuser (roles.py)
+                user.is_staff, user.is_superuser = True, False
                 user.save()
             user.groups.set([groups[group]])
         self.stdout.write(f"Demo users admin, analyst, auditor; password: {password}")
