@@ -83,22 +83,22 @@ def verify() -> Verification:
     return Verification(True, checked, last_hash=previous_hash)
 
 
+def _asked(answer) -> dict:
+    """What was asked and shown: the part of an answer known before any model runs."""
+    return {
+        "answer_id": answer.pk,
+        "question": answer.question,
+        "filters": answer.filters,
+        "passages": answer.passages,
+        "retrieval_bundle": answer.retrieval_bundle,
+        "retrieval_ms": answer.retrieval_ms,
+    }
+
+
 def record_question(answer) -> AuditEvent:
     """A question as it was asked, with the passages shown, before any model runs (so a question
     whose answer is never opened still leaves its trace)."""
-    return record(
-        EventKind.QUESTION_ASKED,
-        f"Asked: {answer.question[:200]}",
-        user=answer.user,
-        data={
-            "answer_id": answer.pk,
-            "question": answer.question,
-            "filters": answer.filters,
-            "passages": answer.passages,
-            "retrieval_bundle": answer.retrieval_bundle,
-            "retrieval_ms": answer.retrieval_ms,
-        },
-    )
+    return record(EventKind.QUESTION_ASKED, f"Asked: {answer.question[:200]}", user=answer.user, data=_asked(answer))
 
 
 def record_answer(answer, prompt: list[dict] | None = None, model_sha256: str = "") -> AuditEvent:
@@ -107,21 +107,16 @@ def record_answer(answer, prompt: list[dict] | None = None, model_sha256: str = 
         EventKind.ANSWER,
         f"{answer.get_status_display()}: {answer.question[:200]}",
         user=answer.user,
-        data={
-            "answer_id": answer.pk,
-            "question": answer.question,
-            "filters": answer.filters,
+        data=_asked(answer)
+        | {
             "status": answer.status,
             "answer": answer.answer_text,
             "citations": answer.citations,
             "verification": answer.verification,
             "quality": answer.quality,
-            "passages": answer.passages,
-            "retrieval_bundle": answer.retrieval_bundle,
             "model": answer.model_name,
             "model_sha256": model_sha256,
             "prompt": prompt,
-            "retrieval_ms": answer.retrieval_ms,
             "first_token_ms": answer.first_token_ms,
             "total_ms": answer.total_ms,
             "check_ms": answer.check_ms,
