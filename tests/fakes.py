@@ -50,6 +50,9 @@ class FakeLlama:
         self.max_active = 0
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        pass
+
     def write(self, messages: list[dict], max_tokens: int) -> str:
         """A plain reply (synthetic training questions): `self.writer(messages)`, after
         `self.fail_after` replies it raises, as a worker killed half-way would stop."""

@@ -61,6 +61,10 @@ class LocalModel(Protocol):
         """A short plain-text reply, greedy (synthetic training questions)."""
         ...
 
+    def close(self) -> None:
+        """Free the model's memory."""
+        ...
+
 
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -190,6 +194,10 @@ def get_model() -> LocalModel:
         if _model is None:
             _model = LlamaCppModel(Path(settings.LLM_MODEL_PATH))
         return _model
+
+
+def get_model_if_loaded() -> LocalModel | None:
+    return _model
 
 
 def load(path: Path) -> LocalModel:

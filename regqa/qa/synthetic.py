@@ -82,51 +82,56 @@ def generate(record: RetrievalBundle, *, progress: Callable[[int, str], None] | 
     lib = rank.library()
     chunks = Chunk.live.select_related("document").in_bulk(todo)
     times: list[float] = []
-    for pk in todo:
-        chunk = chunks.get(pk)
-        if chunk is None:  # deleted since it was sampled: count it as tried
-            continue
-        passage = {
-            "n": 1,
-            "text": " ".join(chunk.text.split()[:PASSAGE_WORDS]),
-            "document_title": chunk.document.title,
-            "page_start": chunk.page_start,
-            "page_end": chunk.page_end,
-            "section": chunk.section,
-        }
-        started = time.perf_counter()
-        assert model is not None
-        with llm.generation_lock:
-            reply = model.write(prompts.question_writer_messages(passage), QUESTION_TOKENS)
-        seconds = time.perf_counter() - started
-        times.append(seconds)
-        question = clean_question(reply)
-        found = source_rank(question, pk, lib) if question else None
-        outcome: str
-        if not question:
-            outcome = SyntheticQuestion.Outcome.UNUSABLE
-        elif found is None or found > KEEP_TOP:
-            outcome = SyntheticQuestion.Outcome.NOT_RETRIEVED
-        else:
-            outcome = SyntheticQuestion.Outcome.KEPT
-        try:
-            SyntheticQuestion.objects.create(
-                bundle=record, chunk_id=pk, question=question or reply[:500], outcome=outcome,
-                source_rank=found, seconds=round(seconds, 3),
-            )  # fmt: skip
-        except IntegrityError:
-            continue  # another run of the same bundle wrote it first
-        finished = len(done) + len(times)
-        left = (len(wanted) - finished) * statistics.fmean(times)
-        detail = (
-            f"Writing training questions: {finished} of {len(wanted)} passages, "
-            f"{SyntheticQuestion.objects.filter(bundle=record, outcome=SyntheticQuestion.Outcome.KEPT).count()} "
-            f"kept; about {format_duration(left)} left"
-        )
-        percent = 100 * finished // max(len(wanted), 1)
-        RetrievalBundle.objects.filter(pk=record.pk).update(progress=percent, detail=detail)
-        if progress:
-            progress(percent, detail)
+    try:
+        for pk in todo:
+            chunk = chunks.get(pk)
+            if chunk is None:  # deleted since it was sampled: count it as tried
+                continue
+            passage = {
+                "n": 1,
+                "text": " ".join(chunk.text.split()[:PASSAGE_WORDS]),
+                "document_title": chunk.document.title,
+                "page_start": chunk.page_start,
+                "page_end": chunk.page_end,
+                "section": chunk.section,
+            }
+            started = time.perf_counter()
+            assert model is not None
+            with llm.generation_lock:
+                reply = model.write(prompts.question_writer_messages(passage), QUESTION_TOKENS)
+            seconds = time.perf_counter() - started
+            times.append(seconds)
+            question = clean_question(reply)
+            found = source_rank(question, pk, lib) if question else None
+            outcome: str
+            if not question:
+                outcome = SyntheticQuestion.Outcome.UNUSABLE
+            elif found is None or found > KEEP_TOP:
+                outcome = SyntheticQuestion.Outcome.NOT_RETRIEVED
+            else:
+                outcome = SyntheticQuestion.Outcome.KEPT
+            try:
+                SyntheticQuestion.objects.create(
+                    bundle=record, chunk_id=pk, question=question or reply[:500], outcome=outcome,
+                    source_rank=found, seconds=round(seconds, 3),
+                )  # fmt: skip
+            except IntegrityError:
+                continue  # another run of the same bundle wrote it first
+            finished = len(done) + len(times)
+            left = (len(wanted) - finished) * statistics.fmean(times)
+            detail = (
+                f"Writing training questions: {finished} of {len(wanted)} passages, "
+                f"{SyntheticQuestion.objects.filter(bundle=record, outcome=SyntheticQuestion.Outcome.KEPT).count()} "
+                f"kept; about {format_duration(left)} left"
+            )
+            percent = 100 * finished // max(len(wanted), 1)
+            RetrievalBundle.objects.filter(pk=record.pk).update(progress=percent, detail=detail)
+            if progress:
+                progress(percent, detail)
+    finally:
+        if model is not None and model is not llm.get_model_if_loaded():
+            model.close()  # a writer loaded for this run only: free its memory in the long-lived worker
+
     counts = {o.value: 0 for o in SyntheticQuestion.Outcome}
     for outcome in SyntheticQuestion.objects.filter(bundle=record).values_list("outcome", flat=True):
         counts[outcome] += 1
