@@ -66,7 +66,7 @@ def test_training_data_with_one_class_or_none_is_refused():
         decision_model.train([], [], [])
 
 
-def test_the_model_round_trips_through_its_file_and_explains_a_decision(settings, tmp_path):
+def test_the_model_round_trips_through_its_file_and_explains_a_decision(settings, tmp_path, db):
     model = decision_model.train(*synthetic(300, 5))
     decision_model.save(model)
     loaded = decision_model.active()

@@ -15,7 +15,7 @@ from django.urls import reverse
 from regqa.audit.models import AuditEvent, EventKind
 from regqa.documents import index
 from regqa.documents.models import Chunk, Document
-from regqa.qa import bundle, rank, training
+from regqa.qa import bundle, decision, decision_model, rank, training
 from regqa.qa.evaluate import Question
 from regqa.qa.models import RetrievalBundle
 from regqa.qa.retrieve import retrieve
@@ -229,3 +229,46 @@ def test_train_retrieval_command_and_the_admin_page(corpus, tmp_path, client_for
     assert queued.status in (RetrievalBundle.Status.ACTIVE, RetrievalBundle.Status.REJECTED), queued.detail
     assert admin.post(reverse("retrieval_rollback")).status_code == 302
     assert client_for("analyst").get(reverse("retrieval")).status_code == 403  # analysts may not
+
+
+def test_a_bundle_carries_an_answer_decision_trained_on_its_own_held_out_rankings(corpus):
+    """The decision model belongs to the bundle: trained on the bundle's questions as each fold's
+    ranker (which never saw them) ranked them, and again with their gold documents withheld, with
+    the reranker's scores among its signals; active with the bundle, gone with its rollback."""
+    trained = training.train_bundle(RetrievalBundle.objects.create(pairs_file="pairs.jsonl"), corpus, folds=3)
+    assert trained.status == RetrievalBundle.Status.ACTIVE, trained.detail
+    figures = trained.figures["decision"]
+    assert figures["examples"] == 60 and figures["answerable"] >= 25  # 30 as asked, 30 withheld (never stated)
+    assert {"roc_auc", "false_refusals"} <= set(figures["without_reranker"])
+    model = decision_model.active()
+    assert model is not None and model.source == trained.label and "best_rerank" in model.signals
+
+    question = "What must a firm do about its liquidity buffers review?"
+    read = [p.as_dict() | {"n": i + 1} for i, p in enumerate(retrieve(question)[:3])]
+    assert all(p["rerank"] is not None for p in read) and read[0]["rerank"] >= read[1]["rerank"]
+    learned = decision.learned_probability(question, read)
+    assert learned is not None and learned[0].source == trained.label
+    guidance = Document.objects.get(title="Guidance").pk  # the rule withheld: only the note is left
+    withheld = [p.as_dict() | {"n": i + 1} for i, p in enumerate(retrieve(question, documents=[guidance])[:3])]
+    without = decision.learned_probability(question, withheld)
+    assert without is not None and without[1] < learned[1]
+    assert decision.explain("answered", {"status": "verified"}, learned, None)["by"] == f"decision model of {trained.label}"
+
+    # passages its reranker did not rank (BM25 only) fall back to train_decision's model: none here
+    assert decision.learned_probability(question, [p.as_dict() for p in retrieve(question, mode="bm25")]) is None
+    bundle.rollback(actor="test")
+    assert decision_model.active() is None
+
+
+def test_the_decision_examples_read_what_retrieval_reads(corpus):
+    """Twins collapse as in retrieve(), and a withheld copy never reads a gold document's passage."""
+    lib = rank.library()
+    items = training.label(corpus, lib)
+    ranker = training.train_ranker(items)
+    texts = {pk: (text, section) for pk, text, section in Chunk.objects.values_list("pk", "text", "section")}
+    read = training.read_passages(items[0].group, ranker, lib, training.query_vector(items[0]), texts)
+    assert len(read) == 3 and [p["rerank"] for p in read] == sorted((p["rerank"] for p in read), reverse=True)
+    rows = training.decision_rows(items, ranker, lib, None, texts)
+    assert len(rows) == 60 and [r.qid for r in rows[:2]] == ["q0", "q0"]
+    assert all(r.stated == 0 for r in rows[1::2]) and sum(r.stated for r in rows[::2]) >= 25
+    assert {"best_rerank", "rerank_margin", "mean_rerank_top3"} <= set(rows[0].signals)

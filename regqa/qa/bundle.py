@@ -35,10 +35,15 @@ def directory(bundle: RetrievalBundle) -> Path:
 
 
 ADAPTER_FILE = "query_adapter.npy"
+DECISION_FILE = "decision.json"  # the answer/decline decision trained on this bundle's ranking
 
 
 def write(
-    bundle: RetrievalBundle, ranker: Ranker, manifest: dict[str, Any], adapter: QueryAdapter | None = None
+    bundle: RetrievalBundle,
+    ranker: Ranker,
+    manifest: dict[str, Any],
+    adapter: QueryAdapter | None = None,
+    decision: dict[str, Any] | None = None,
 ) -> Path:
     """Write the bundle's files (into a temporary directory first, then renamed into place)."""
     final = directory(bundle)
@@ -48,6 +53,8 @@ def write(
     ranker.save(partial / "ranker.txt")
     if adapter is not None:
         adapter.save(partial / ADAPTER_FILE)
+    if decision is not None:
+        (partial / DECISION_FILE).write_text(json.dumps(decision, indent=1))
     (partial / "bundle.json").write_text(json.dumps(manifest, indent=1, default=str))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
@@ -63,15 +70,16 @@ class Learned(NamedTuple):
     ranker: Ranker
     manifest: dict[str, Any]
     adapter: QueryAdapter | None  # the embedder adapted on the query side, if the bundle has one
+    decision: dict[str, Any] | None  # its answer/decline decision model, as decision_model reads it
 
 
 _cache_lock = threading.Lock()
-_cache: dict[tuple[int, str], tuple[Ranker, dict[str, Any], QueryAdapter | None]] = {}
+_cache: dict[tuple[int, str], tuple[Ranker, dict[str, Any], QueryAdapter | None, dict[str, Any] | None]] = {}
 
 
 def active_ranker() -> Learned | None:
-    """The active bundle with its ranker, manifest and adapter (loaded once per process and
-    bundle), or None."""
+    """The active bundle with its ranker, manifest, adapter and decision model (loaded once per
+    process and bundle), or None."""
     bundle = active()
     if bundle is None:
         return None
@@ -81,9 +89,10 @@ def active_ranker() -> Learned | None:
             folder = directory(bundle)
             adapter = QueryAdapter.load(folder / ADAPTER_FILE) if (folder / ADAPTER_FILE).is_file() else None
             manifest = json.loads((folder / "bundle.json").read_text())
-            _cache[key] = (Ranker.load(folder / "ranker.txt"), manifest, adapter)
-        ranker, manifest, adapter = _cache[key]
-    return Learned(bundle, ranker, manifest, adapter)
+            decision = json.loads((folder / DECISION_FILE).read_text()) if (folder / DECISION_FILE).is_file() else None
+            _cache[key] = (Ranker.load(folder / "ranker.txt"), manifest, adapter, decision)
+        ranker, manifest, adapter, decision = _cache[key]
+    return Learned(bundle, ranker, manifest, adapter, decision)
 
 
 def score(figures: dict[str, Any], method: str = "reranker") -> float:

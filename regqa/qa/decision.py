@@ -101,6 +101,10 @@ def learned_probability(question: str, passages: list[Passage]) -> tuple[Decisio
     if model is None or not passages:
         return None
     values = decision_model.signals(question, passages)
+    if not model.applies_to(values):  # a bundle's model, on passages its reranker did not rank
+        model = decision_model.trained()
+        if model is None or not model.applies_to(values):
+            return None
     return model, model.probability(values), values
 
 
@@ -119,7 +123,8 @@ def explain(
     if learned is not None:
         model, p, values = learned
         why = f"{p:.0%} that the passages state an answer ({'; '.join(model.drivers(values))})"
-        record = {"by": "decision model", "probability": round(p, 3), "threshold": round(model.threshold, 3)}
+        by = f"decision model of {model.source}" if model.source else "decision model"
+        record = {"by": by, "probability": round(p, 3), "threshold": round(model.threshold, 3)}
     elif answerable is not None:
         why = f"the local model put the chance that the passages state the answer at {answerable:.0%}"
         record = {"by": "local model", "probability": round(answerable, 3)}

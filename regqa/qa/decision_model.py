@@ -32,6 +32,7 @@ from django.conf import settings
 
 from regqa.documents import lexical
 
+from .bundle import active_ranker
 from .verify import content_terms, figures, is_yes_no
 
 SIGNALS = [
@@ -49,6 +50,13 @@ SIGNALS = [
     "definition",  # "what is", "what does ... mean", "define"
     "list",  # "which", "what are", "list"
     "comparison",  # "compare", "difference", "versus"
+]
+# With a retrieval bundle active, its reranker's scores too (a bundle's decision model is trained on
+# them, out of fold: training.cross_validate); a model without a bundle never reads them.
+RERANK_SIGNALS = [
+    "best_rerank",  # the learned ranker's score of the best passage the model reads
+    "rerank_margin",  # best minus second best
+    "mean_rerank_top3",
 ]
 DEFINITION = re.compile(r"^\s*(?:what (?:is|are) (?:a|an|the)?\b|define\b|what does .{1,80} mean)", re.I)
 LIST = re.compile(r"^\s*(?:which\b|what are\b|list\b|name the\b)", re.I)
@@ -85,6 +93,12 @@ PHRASES = {
     "definition": ("it asks for a definition", "it does not ask for a definition"),
     "list": ("it asks for a list", "it does not ask for a list"),
     "comparison": ("it asks for a comparison", "it does not ask for a comparison"),
+    "best_rerank": ("the learned ranking rates the best passage highly", "the learned ranking rates no passage highly"),
+    "rerank_margin": ("the learned ranking puts one passage ahead", "the learned ranking sees no clear best passage"),
+    "mean_rerank_top3": (
+        "the learned ranking rates the passages highly",
+        "the learned ranking rates the passages low",
+    ),
 }
 
 
@@ -94,7 +108,8 @@ class DecisionError(ValueError):
 
 def signals(question: str, passages: list[dict[str, Any]]) -> dict[str, float]:
     """The decision's signals for a question and the passages the model would read (dicts with
-    text, section, score: the dense similarity). Plain values, JSON-ready."""
+    text, section, score: the dense similarity; and rerank, the learned ranker's score, when a
+    retrieval bundle ranked them: then RERANK_SIGNALS too). Plain values, JSON-ready."""
     sent = [p for p in passages if p.get("sent_to_model", True)] or passages
     dense = sorted((float(p.get("score") or 0.0) for p in sent), reverse=True) + [0.0, 0.0]
     terms = content_terms(question)
@@ -105,7 +120,7 @@ def signals(question: str, passages: list[dict[str, Any]]) -> dict[str, float]:
     text = " ".join(f"{p.get('section') or ''} {p['text']}" for p in sent)
     asked_rules = set(lexical.rule_tokens(question))
     bm25 = _bm25(question, sent)
-    return {
+    values = {
         "best_dense": dense[0],
         "dense_margin": dense[0] - dense[1],
         "mean_dense_top3": float(np.mean(dense[:3])),
@@ -121,6 +136,15 @@ def signals(question: str, passages: list[dict[str, Any]]) -> dict[str, float]:
         "list": float(bool(LIST.search(question))),
         "comparison": float(bool(COMPARISON.search(question))),
     }
+    reranked = [float(p["rerank"]) for p in sent if p.get("rerank") is not None]
+    if reranked and len(reranked) == len(sent):
+        rr = sorted(reranked, reverse=True)
+        values |= {
+            "best_rerank": rr[0],
+            "rerank_margin": rr[0] - rr[1] if len(rr) > 1 else 0.0,
+            "mean_rerank_top3": float(np.mean(rr[:3])),
+        }
+    return values
 
 
 def _bm25(question: str, passages: list[dict[str, Any]]) -> list[float]:
@@ -142,6 +166,11 @@ class DecisionModel:
     threshold: float  # decline below this probability (before the model runs: its signals are known then)
     figures: dict[str, Any]
     signals: tuple[str, ...] = tuple(SIGNALS)
+    source: str = ""  # where it came from, for the explanation: "" (train_decision) or the bundle's label
+
+    def applies_to(self, values: dict[str, float]) -> bool:
+        """Whether every signal it reads is known (a bundle's model needs the bundle's reranker scores)."""
+        return all(name in values for name in self.signals)
 
     def _z(self, values: dict[str, float]) -> np.ndarray:
         x = np.array([values[name] for name in self.signals], dtype="float64")
@@ -167,6 +196,10 @@ class DecisionModel:
             "threshold": self.threshold,
             "figures": self.figures,
         }
+
+    def __or__(self, source: str) -> DecisionModel:
+        """The same model, saying where it came from."""
+        return DecisionModel(**{**self.__dict__, "source": source})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DecisionModel:
@@ -292,7 +325,17 @@ _cache: tuple[float, DecisionModel] | None = None
 
 
 def active() -> DecisionModel | None:
-    """The saved decision model (re-read when its file changes), or None."""
+    """The decision model answers use: the active retrieval bundle's own (trained on the same
+    ranking, out of fold, with its reranker's scores as signals), else the one `train_decision`
+    saved (re-read when its file changes), else None."""
+    learned = active_ranker()
+    if learned is not None and learned.decision is not None:
+        return DecisionModel.from_json(learned.decision) | learned.bundle.label
+    return trained()
+
+
+def trained() -> DecisionModel | None:
+    """The model `train_decision` saved (re-read when its file changes), or None."""
     global _cache
     target = path()
     try:

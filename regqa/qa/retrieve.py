@@ -45,13 +45,17 @@ def retrieve(
     query = embed.embed_query(question)
     learned = bundle.active_ranker() if mode == "hybrid" else None
     label = ""
+    reranked: dict[int, float] = {}
     if learned is not None:
         lib = rank.library()
         allowed = None if documents is None else np.isin(lib.document_ids, documents)
         group = rank.candidates(
             question, lib, learned.manifest.get("depth", n), allowed, query_vector=query, adapter=learned.adapter
         )
-        ranked = [int(lib.ids[p]) for p in learned.ranker.order(group)[: k * 4]]
+        scores = learned.ranker.score(group)
+        best = np.argsort(-scores, kind="stable")[: k * 4]
+        ranked = [int(lib.ids[group.positions[i]]) for i in best]
+        reranked = {chunk_id: round(float(scores[i]), 4) for chunk_id, i in zip(ranked, best, strict=True)}
         label = learned.bundle.label
     else:
         ranked = first_stage(question, query, mode, n, documents)[: k * 4]
@@ -88,6 +92,7 @@ def retrieve(
                 document_version=chunk.document.version,
                 sensitivity=chunk.document.sensitivity,
                 bundle=label,
+                rerank=reranked.get(chunk.pk),
             )
         )
     return passages

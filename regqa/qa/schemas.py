@@ -57,6 +57,7 @@ class Passage(Record):
     document_version: int = 1
     sensitivity: str = "internal"  # the document's classification, which governs escalation
     bundle: str = ""  # the retrieval bundle that ranked it ("": the untrained ranking)
+    rerank: float | None = None  # that bundle's ranker score (a signal of the answer decision)
     also_in: list[dict[str, Any]] = Field(default_factory=list)  # the same text in other documents
 
     def as_dict(self) -> dict[str, Any]:

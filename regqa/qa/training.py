@@ -22,14 +22,16 @@ from django.utils import timezone
 from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 from regqa.documents import embed
+from regqa.documents.models import Chunk
 
-from . import adapter
+from . import adapter, decision_model
 from .adapter import QueryAdapter
 from .bundle import activate as activate_bundle
 from .bundle import beats_active, write
 from .evaluate import Question, file_names, read_questions, score
 from .models import RetrievalBundle
 from .rank import FEATURES, Candidates, Library, Ranker, candidates, library, minmax_normalise, untrained_order
+from .retrieve import same_text
 
 FIRST_STAGE_DEPTH = 100  # candidates per half when training and evaluating (first-stage Recall@100)
 FUSION_WEIGHTS = (0.2, 0.35, 0.5, 0.65, 0.8)  # dense weights tried for min-max fusion
@@ -300,6 +302,80 @@ def fit_adapter(items: Sequence[Labelled], lib: Library) -> tuple[QueryAdapter |
     return adapter.train(examples, lib.vectors, epochs=epochs, learning_rate=rate, decay=decay), report
 
 
+@dataclass
+class DecisionRow:
+    """One example for the bundle's answer/decline decision, ranked by a ranker that never saw it."""
+
+    qid: str
+    signals: dict[str, float]
+    stated: int  # 1: a gold passage is among the passages the model would read
+
+
+def read_passages(
+    group: Candidates, ranker: Ranker, lib: Library, query: np.ndarray, texts: dict[int, tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The passages the model would read for a group, as retrieve() gives them to the decision:
+    ranked by `ranker`, twins collapsed, each with its dense similarity and ranker score."""
+    scores = ranker.score(group)
+    kept: list[tuple[int, dict[str, Any]]] = []
+    for i in np.argsort(-scores, kind="stable").tolist():
+        p = int(group.positions[i])
+        text, section = texts[int(lib.ids[p])]
+        if any(same_text(lib.vectors[q], lib.vectors[p], other["text"], text) for q, other in kept):
+            continue
+        passage = {"chunk_id": int(lib.ids[p]), "text": text, "section": section, "sent_to_model": True,
+                   "score": float(lib.vectors[p] @ query), "rerank": float(scores[i])}  # fmt: skip
+        kept.append((p, passage))
+        if len(kept) == settings.CONTEXT_PASSAGES:
+            break
+    return [passage for _, passage in kept]
+
+
+def decision_rows(
+    held: Sequence[Labelled], ranker: Ranker, lib: Library, fitted: QueryAdapter | None, texts: dict
+) -> list[DecisionRow]:
+    """Out-of-fold examples for the decision: each held-out question as asked (stated when a gold
+    passage is among the passages read) and again with its gold documents withheld (not stated)."""
+    names = file_names()
+    rows = []
+    for item in held:
+        q, query = item.question, query_vector(item)
+        read = read_passages(item.group, ranker, lib, query, texts)
+        where = {int(lib.ids[p]): i for i, p in enumerate(item.group.positions.tolist())}
+        stated = any(item.gold_of[where[p["chunk_id"]]] for p in read)
+        rows.append(DecisionRow(q.qid, decision_model.signals(q.question, read), int(stated)))
+        gold_documents = np.unique(lib.document_ids[sorted(gold_positions(lib, q.gold, names))])
+        if len(gold_documents) == 0:
+            continue
+        allowed = ~np.isin(lib.document_ids, gold_documents)
+        if not allowed.any():
+            continue
+        group = candidates(q.question, lib, FIRST_STAGE_DEPTH, allowed, query_vector=query, adapter=fitted)
+        withheld = read_passages(group, ranker, lib, query, texts)
+        if withheld:
+            rows.append(DecisionRow(q.qid, decision_model.signals(q.question, withheld), 0))
+    return rows
+
+
+def train_decision(rows: Sequence[DecisionRow]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The bundle's decision model (as JSON) from out-of-fold rows, with the reranker's scores as
+    signals, and its figures beside those of the same examples without them; (None, why) when the
+    rows cannot train one (one class only, too few)."""
+    signals, labels, groups = [r.signals for r in rows], [r.stated for r in rows], [r.qid for r in rows]
+    try:
+        names = decision_model.SIGNALS + decision_model.RERANK_SIGNALS
+        model = decision_model.train(signals, labels, groups, names=names)
+        without = decision_model.train(signals, labels, groups)
+    except decision_model.DecisionError as exc:
+        return None, {"error": str(exc)}
+    figures = model.figures | {
+        "threshold": model.threshold,
+        "without_reranker": {k: without.figures[k] for k in ("roc_auc", "false_refusals", "correct_refusals")},
+    }
+    model.figures = figures
+    return model.as_json(), figures
+
+
 def cross_validate(
     items: Sequence[Labelled],
     k_folds: int = 5,
@@ -308,12 +384,21 @@ def cross_validate(
     train: Callable[[Sequence[Labelled]], Ranker] | None = None,
     progress: Callable[[int], None] | None = None,
     adapt: Library | None = None,
+    decide: list[DecisionRow] | None = None,
 ) -> dict[str, Any]:
     """Train on k-1 folds, evaluate the held-out one, for every fold: each method's mean and
     standard deviation over folds, and the first stage's recall. With `adapt` (the library), each
     fold also trains a query adapter on its training questions, relabels every question with it
-    (the first stage changes) and trains and scores the reranker on those candidates."""
+    (the first stage changes) and trains and scores the reranker on those candidates. With
+    `decide` (a list), each fold's ranker also ranks its held-out questions as asked and with
+    their gold documents withheld, and the answer decision's examples are appended to it."""
     train = train or train_ranker
+    lib = adapt or (library() if decide is not None else None)
+    texts = (
+        {pk: (text, section) for pk, text, section in Chunk.live.values_list("pk", "text", "section")}
+        if decide is not None
+        else {}
+    )
     assignment = folds_of([i.question for i in items], k_folds)
     bm25_cache: dict[str, np.ndarray] = {}
     per_fold: list[dict[str, Any]] = []
@@ -327,6 +412,7 @@ def cross_validate(
         for method in METHODS[:-1]:
             row[method] = summarise(held, method, None, k, weight)
         tuned_held, tuned_rest = held, rest
+        fitted = None
         if adapt is not None:
             fitted, row["adapter"] = fit_adapter(rest, adapt)
             if fitted is not None:
@@ -338,7 +424,11 @@ def cross_validate(
                 tuned_rest, tuned_held = relabel[id(rest)], relabel[id(held)]
             row[ADAPTED] = summarise(tuned_held, "dense", None, k)
         row["first_stage_recall"] = first_stage_recall(tuned_held)
-        row["reranker"] = summarise(tuned_held, "reranker", train(tuned_rest), k)
+        ranker = train(tuned_rest)
+        row["reranker"] = summarise(tuned_held, "reranker", ranker, k)
+        if decide is not None:
+            assert lib is not None
+            decide.extend(decision_rows(tuned_held, ranker, lib, fitted, texts))
         per_fold.append(row)
         if progress:
             progress(fold + 1)
@@ -405,13 +495,17 @@ def train_bundle(
 
         items = label(questions, lib, progress=labelled)
         step(60, f"Cross-validating over {folds} folds")
+        rows: list[DecisionRow] = []
         figures = cross_validate(
             items,
             folds,
             train=train_ranker,
             progress=lambda f: step(60 + 30 * f // folds, f"fold {f}"),
             adapt=lib if adapt else None,
+            decide=rows,
         )
+        step(90, "Training the answer decision on the held-out rankings")
+        decision, figures["decision"] = train_decision(rows)
         step(90, "Training the final adapter and ranker on every question")
         fitted, adapter_report = fit_adapter(items, lib) if adapt else (None, {"chosen": None})
         if fitted is not None:
@@ -429,7 +523,7 @@ def train_bundle(
             "importance": ranker.importance(),
             "figures": figures,
         }
-        write(record, ranker, manifest, fitted)
+        write(record, ranker, manifest, fitted, decision)
     except TrainingError as exc:
         RetrievalBundle.objects.filter(pk=record.pk).update(status=RetrievalBundle.Status.FAILED, detail=str(exc))
         record.refresh_from_db()

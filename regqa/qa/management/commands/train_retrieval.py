@@ -112,6 +112,17 @@ class Command(BaseCommand):
             self.stdout.write(f"  query adapter per fold: {chosen}")
         fs = f["first_stage_recall"]
         self.stdout.write(f"  first stage recall@{f['first_stage_depth']} per half: {fs['mean']:.4f} ({fs['sd']:.4f})")
+        d = f.get("decision") or {}
+        if "roc_auc" in d:
+            w = d["without_reranker"]
+            self.stdout.write(
+                f"  answer decision ({d['examples']} held-out examples, {d['answerable']} stated): ROC AUC "
+                f"{d['roc_auc']:.3f} (without the reranker's scores {w['roc_auc']:.3f}); at threshold "
+                f"{d['threshold']:.3f}: false refusals {d['false_refusals']:.1%}, correct refusals "
+                f"{d['correct_refusals']:.1%} (without: {w['false_refusals']:.1%}, {w['correct_refusals']:.1%})"
+            )
+        elif d:
+            self.stdout.write(f"  no answer decision in this bundle: {d.get('error')}")
 
     def list(self) -> None:
         for record in RetrievalBundle.objects.order_by("pk"):
