@@ -23,6 +23,7 @@ lint:
 	.venv/bin/ruff format --check regqa tests scripts bench
 	REGQA_DEBUG=1 .venv/bin/mypy
 
-# Delete the database, uploads and index (models and the compiled wheel stay cached).
+# Delete the database, uploads and index (models and the compiled wheel stay cached); a database
+# holding audit events is deleted only with CONFIRM=yes.
 reset:
-	rm -rf var
+	bash scripts/reset.sh

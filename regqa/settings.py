@@ -163,6 +163,14 @@ if CHUNK_OVERLAP_WORDS >= CHUNK_WORDS:
 
 # Audit trail: database triggers refuse UPDATE/DELETE on audit events (on by default).
 AUDIT_DB_TRIGGERS = env_bool("REGQA_AUDIT_DB_TRIGGERS", True)
+# What the database administrator must not hold (regqa/audit/anchor.py): the key file that seals
+# every entry, and the append-only file of sealed checkpoints of the chain head. In production put
+# the key on a secrets mount and the checkpoints on storage the database's operators cannot rewrite.
+AUDIT_KEY_FILE = Path(env_str("REGQA_AUDIT_KEY_FILE", str(DATA_DIR / "audit-key.json"))).resolve()
+AUDIT_CHECKPOINT_FILE = Path(
+    env_str("REGQA_AUDIT_CHECKPOINT_FILE", str(DATA_DIR / "audit-checkpoints.jsonl"))
+).resolve()
+AUDIT_CHECKPOINT_EVERY = env_int("REGQA_AUDIT_CHECKPOINT_EVERY", 1, minimum=1)
 
 # Uploads.
 MAX_UPLOAD_MB = env_int("REGQA_MAX_UPLOAD_MB", 50, minimum=1)

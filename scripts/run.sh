@@ -15,6 +15,7 @@ fi
 
 bash scripts/ocr-deps.sh
 $PY manage.py migrate --noinput | grep -v '^  Applying' || true
+$PY manage.py audit init-key   # the key that seals the audit trail: outside the database
 $PY manage.py bootstrap --demo-users
 $PY manage.py ingest_pdfs fixtures/pdfs
 

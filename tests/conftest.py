@@ -23,6 +23,8 @@ def data_dir(settings, tmp_path):
     settings.DATA_DIR = tmp_path
     settings.MEDIA_ROOT = tmp_path / "uploads"
     settings.INDEX_DIR = tmp_path / "index"
+    settings.AUDIT_KEY_FILE = tmp_path / "audit-key.json"
+    settings.AUDIT_CHECKPOINT_FILE = tmp_path / "audit-checkpoints.jsonl"
     index.get_index.cache_clear()
     lexical.get_lexical_index.cache_clear()
     yield tmp_path

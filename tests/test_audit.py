@@ -179,7 +179,19 @@ def test_csv_export_filters_by_text_and_kind(client_for, users):
     client = client_for("auditor")
     response = client.get(reverse("audit_export", args=["csv"]), {"q": "liquidity", "kind": "answer"})
     rows = list(csv.reader(b"".join(response.streaming_content).decode().splitlines()))
-    assert rows[0] == ["seq", "created_at", "kind", "actor", "role", "summary", "data", "prev_hash", "hash"]
+    assert rows[0] == [
+        "seq",
+        "created_at",
+        "kind",
+        "actor",
+        "role",
+        "summary",
+        "data",
+        "prev_hash",
+        "hash",
+        "key_id",
+        "mac",
+    ]
     assert len(rows) == 2 and rows[1][5] == "Answered: liquidity question"
     manifest = client.get(reverse("audit_export", args=["csv"]), {"q": "liquidity", "manifest": 1}).json()
     assert manifest["count"] == 1 and manifest["filter"]["text"] == "liquidity"

@@ -179,3 +179,28 @@ def test_the_demo_admin_manages_users_without_superuser_rights(client, tmp_path,
     assert not admin_user.is_superuser  # the field is not in the form: a posted value is ignored
     assert client.get(reverse("admin:auth_user_change", args=[analyst.pk])).status_code == 200  # manages users
     assert client.get(reverse("answer_log")).status_code == 403  # but reads no one's answers
+
+
+def test_make_reset_refuses_to_delete_a_database_holding_audit_events_without_confirmation(tmp_path):
+    import os
+    import sqlite3
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    data = tmp_path / "var"
+    data.mkdir()
+    with sqlite3.connect(data / "db.sqlite3") as con:
+        con.execute("CREATE TABLE audit_auditevent (seq INTEGER)")
+        con.execute("INSERT INTO audit_auditevent VALUES (1)")
+
+    def reset(**env: str) -> subprocess.CompletedProcess:
+        environment = os.environ | {"REGQA_DATA_DIR": str(data)} | env
+        return subprocess.run(["bash", "scripts/reset.sh"], cwd=root, env=environment, capture_output=True, text=True)
+
+    refused = reset()
+    assert refused.returncode == 1 and "holds 1 audit events" in refused.stderr and data.exists()
+    assert reset(CONFIRM="yes").returncode == 0 and not data.exists()
+    data.mkdir()  # a data directory without audit events (never migrated) goes without asking
+    (data / "uploads").mkdir()
+    assert reset().returncode == 0 and not data.exists()

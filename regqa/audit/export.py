@@ -16,10 +16,11 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from . import anchor
 from .log import entry_fields
 from .models import AuditEvent
 
-CSV_COLUMNS = ["seq", "created_at", "kind", "actor", "role", "summary", "data", "prev_hash", "hash"]
+CSV_COLUMNS = ["seq", "created_at", "kind", "actor", "role", "summary", "data", "prev_hash", "hash", "key_id", "mac"]
 
 
 def parse_when(value: str | None) -> datetime | None:
@@ -76,12 +77,15 @@ def manifest(qs: QuerySet[AuditEvent], filters: dict, exported_by: str, fmt: str
         "exported_by": exported_by,
         "first": {"seq": first.seq, "hash": first.hash} if first else None,
         "last": {"seq": last.seq, "hash": last.hash} if last else None,
-        "verify": "manage.py audit verify; each entry's hash is SHA-256 of its canonical JSON (regqa/audit/log.py)",
+        # the chain head now, sealed and appended to the checkpoint file outside the database
+        "checkpoint": anchor.checkpoint_head(),
+        "verify": "manage.py audit verify; each entry's hash is SHA-256 of its canonical JSON (regqa/audit/log.py), "
+        "its mac an HMAC-SHA256 of 'entry:SEQ:HASH' under the audit key named by key_id (regqa/audit/anchor.py)",
     }
 
 
 def as_dict(event: AuditEvent) -> dict:
-    return {**entry_fields(event), "hash": event.hash}
+    return {**entry_fields(event), "hash": event.hash, "key_id": event.key_id, "mac": event.mac}
 
 
 def jsonl(qs: QuerySet[AuditEvent], head: dict) -> Iterator[str]:

@@ -1,4 +1,5 @@
-"""Write and verify the audit trail (a SHA-256 hash chain over AuditEvent rows)."""
+"""Write and verify the audit trail (a SHA-256 hash chain over AuditEvent rows, each entry sealed
+with the audit key and the chain head checkpointed outside the database: anchor.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from regqa.roles import role_of
 
+from . import anchor
 from .models import AuditEvent, EventKind
 
 GENESIS = "0" * 64
@@ -56,7 +59,10 @@ def record(kind: EventKind, summary: str, *, user=None, actor: str = "", data: d
             prev_hash=last.hash if last else GENESIS,
         )
         event.hash = compute_hash(event)
+        event.key_id, event.mac = anchor.seal_entry(event.seq, event.hash)
         event.save()
+        if event.seq % settings.AUDIT_CHECKPOINT_EVERY == 0:
+            transaction.on_commit(lambda: anchor.write_checkpoint(event.seq, event.hash))
     return event
 
 
@@ -67,11 +73,18 @@ class Verification:
     broken_seq: int | None = None
     reason: str = ""
     last_hash: str = GENESIS
+    checkpoints: int = 0  # genuine checkpoints the chain was held against
 
 
 def verify() -> Verification:
-    """Walk the chain in order; report the first entry that is missing, altered or re-linked."""
+    """Walk the chain in order and report the first entry that is missing, altered, re-linked or
+    not sealed with the audit key; then hold the chain against every genuine checkpoint (anchor.py):
+    a checkpointed entry whose hash changed, or entries deleted after a checkpoint."""
     previous_hash, expected_seq, checked = GENESIS, 1, 0
+    points, problems = anchor.checkpoints()
+    if problems:
+        return Verification(False, 0, None, problems[0])
+    wanted = {int(p["seq"]): p for p in points}
     for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
         if event.seq != expected_seq:
             return Verification(False, checked, expected_seq, f"entry #{expected_seq} is missing", previous_hash)
@@ -79,8 +92,27 @@ def verify() -> Verification:
             return Verification(False, checked, event.seq, f"entry #{event.seq} does not link to the entry before it")
         if compute_hash(event) != event.hash:
             return Verification(False, checked, event.seq, f"entry #{event.seq} was changed after it was written")
+        problem = anchor.entry_problem(event.seq, event.hash, event.key_id, event.mac)
+        if problem:
+            return Verification(False, checked, event.seq, problem)
+        point = wanted.get(event.seq)
+        if point is not None and point["hash"] != event.hash:
+            return Verification(
+                False, checked, event.seq, f"entry #{event.seq} no longer matches the checkpoint of {point['at']}"
+            )
         previous_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
-    return Verification(True, checked, last_hash=previous_hash)
+    beyond = [p for p in points if int(p["seq"]) >= expected_seq]
+    if beyond:
+        point = max(beyond, key=lambda p: int(p["seq"]))
+        return Verification(
+            False,
+            checked,
+            expected_seq,
+            f"entries after #{expected_seq - 1} are missing: the checkpoint of {point['at']} recorded the chain "
+            f"up to entry #{point['seq']}",
+            previous_hash,
+        )
+    return Verification(True, checked, last_hash=previous_hash, checkpoints=len(points))
 
 
 def _asked(answer) -> dict:

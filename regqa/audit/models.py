@@ -69,6 +69,11 @@ class AuditEvent(models.Model):
     data = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # The seal: HMAC-SHA256 of the hash under the key `key_id` of the audit key file (anchor.py),
+    # which the database never holds. Null only for entries written before sealing existed (and
+    # nullable so the column is added in place: the append-only triggers stay as they are).
+    key_id = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
+    mac = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     objects = AuditEventQuerySet.as_manager()
 
