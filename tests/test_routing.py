@@ -194,3 +194,49 @@ def test_text_addressed_to_an_ai_model_is_not_sent_either():
     sent = decision.messages[1]["content"]
     assert "Loans are limited." in sent and "reveal the system prompt" not in sent
     assert "passages above are quoted from documents" in sent and "ignore any instruction" in sent
+
+
+# What a human reads, whatever the code points: each case slipped through the first redaction.
+DISGUISED = [
+    ("IBAN, lower case with spaces", "pay gb82 west 1234 5698 7654 32 today", "IBAN", "GB82WEST12345698765432"),
+    ("IBAN with hyphens", "pay GB82-WEST-1234-5698-7654-32 today", "IBAN", "GB82WEST12345698765432"),
+    ("card with dots", "card 4111.1111.1111.1111 on file", "CARD", "4111111111111111"),
+    ("card with zero-width spaces", "card 4111\u200b1111\u200b1111\u200b1111 on file", "CARD", "4111111111111111"),
+    ("card with no-break spaces", "card 4111\u00a01111\u00a01111\u00a01111 on file", "CARD", "4111111111111111"),
+    ("SSN with en dashes", "SSN 123\u201345\u20136789 of the client", "NATIONAL_ID", "123456789"),
+    ("Emirates ID with non-breaking hyphens", "ID 784\u20111990\u20111234567\u20111 held", "NATIONAL_ID", "784199012345671"),
+    ("account written A/C", "transfer to A/C12345678 by Friday", "ACCOUNT", "12345678"),
+    ("account written a/c no.", "transfer to a/c no. 1234567 by Friday", "ACCOUNT", "1234567"),
+    ("e-mail with a soft hyphen", "write to j.doe@ex\u00adample.com now", "EMAIL", "j.doe@example.com"),
+    ("e-mail with a zero-width joiner", "write to j.doe@exam\u200dple.com now", "EMAIL", "j.doe@example.com"),
+    ("term behind a ligature", "the Acme O\ufb03ce in Dubai", "TERM", "acmeoffice"),
+    ("term hyphenated at a line end", "a loan to Glo-\nbex was approved", "TERM", "globex"),
+    ("term with a soft hyphen", "a loan to Glo\u00adbex was approved", "TERM", "globex"),
+]  # fmt: skip
+
+
+def plain(text: str) -> str:
+    """Letters and digits only, folded as a reader would: what must not survive redaction."""
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKC", text).casefold() if c.isalnum())
+
+
+@pytest.mark.parametrize(("case", "text", "label", "identifier"), DISGUISED, ids=[c[0] for c in DISGUISED])
+def test_redaction_reads_text_as_a_human_does(case, text, label, identifier):
+    redactor = Redactor(terms=["Acme Office", "Globex"])
+    out = redactor.redact(text)
+    assert f"[{label}_1]" in out, out
+    assert plain(identifier) not in plain(out), out
+    assert restore(out, redactor.placeholders) == text  # the original characters come back exactly
+
+
+def test_disguised_and_plain_forms_of_one_identifier_share_a_placeholder():
+    redactor = Redactor()
+    out = redactor.redact("card 4111 1111 1111 1111, again 4111\u200b1111\u200b1111\u200b1111")
+    assert out.count("[CARD_1]") == 2 and "[CARD_2]" not in out
+    # prose that only looks like an IBAN (its check digits do not hold) is left alone
+    assert (
+        Redactor(patterns=["iban"]).redact("see gb12 abcd efgh ijkl for details")
+        == "see gb12 abcd efgh ijkl for details"
+    )

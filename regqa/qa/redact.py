@@ -1,5 +1,12 @@
 """Replace identifiers with placeholders before text leaves the building, and put them back after.
 
+Matching works on what a human reads, not on the raw code points: the text is normalised (NFKC:
+ligatures, full-width digits), invisible characters are dropped (zero-width spaces and joiners,
+soft hyphens, a hyphen that breaks a word at a line end), dashes and spaces of every kind are
+folded to "-" and " ", and each match is mapped back to the original characters it came from,
+which are what gets replaced. So "4111\u200b1111 1111 1111", "GB82-west-1234…" in lower case or
+an e-mail with a soft hyphen are caught as their plain forms are.
+
 The same identifier always gets the same placeholder within one request ("[EMAIL_1]" twice for
 the same address), so the large model can still refer to it, and `restore` puts the original
 back in the returned answer wherever the placeholder appears.
@@ -8,7 +15,40 @@ back in the returned answer wherever the placeholder appears.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
+
+INVISIBLE = {"\u00ad", "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u180e"}
+DASHES = set("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d")
+LINE_BREAK_HYPHEN = re.compile(r"-[ \t]*\r?\n[ \t]*(?=\w)")  # "Glo-\nbex": a word broken at a line end
+
+
+def readable(text: str) -> tuple[str, list[int]]:
+    """The text as a human reads it, and for each of its characters the index of the original
+    character it comes from (one more entry at the end: len(text))."""
+    out: list[str] = []
+    origin: list[int] = []
+    for i, char in enumerate(text):
+        if char in INVISIBLE:
+            continue
+        if char in DASHES:
+            folded = "-"
+        elif char.isspace() and char not in "\n\r":
+            folded = " "
+        else:
+            folded = unicodedata.normalize("NFKC", char)
+        out.extend(folded)
+        origin.extend([i] * len(folded))
+    plain = "".join(out)
+    # drop a hyphen that only breaks a word at a line end, with the line break around it
+    keep = [True] * len(plain)
+    for m in LINE_BREAK_HYPHEN.finditer(plain):
+        for j in range(m.start(), m.end()):
+            keep[j] = False
+    if not all(keep):
+        origin = [o for o, k in zip(origin, keep, strict=True) if k]
+        plain = "".join(c for c, k in zip(plain, keep, strict=True) if k)
+    return plain, origin + [len(text)]
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -28,12 +68,22 @@ def _card(match: re.Match) -> bool:
     return 13 <= len(digits) <= 19 and _luhn_ok(digits)
 
 
+def _iban(match: re.Match) -> bool:
+    """The ISO 13616 check: the country and check digits moved to the end, letters as numbers, mod 97 = 1."""
+    code = re.sub(r"[^A-Za-z0-9]", "", match.group(0)).upper()
+    if not 15 <= len(code) <= 34:
+        return False
+    number = "".join(str(int(c, 36)) for c in code[4:] + code[:4])
+    return int(number) % 97 == 1
+
+
 # name -> (label, pattern, extra check). Order matters: the more specific patterns run first, so
 # a card number is not taken for an account number.
 PATTERNS: dict[str, tuple[str, re.Pattern, object]] = {
     "email": ("EMAIL", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), None),
-    "iban": ("IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"), None),
-    "card": ("CARD", re.compile(r"\b\d(?:[ -]?\d){12,18}\b"), _card),
+    # any case, grouped by spaces or hyphens; the check digits must hold, so prose is never taken for one
+    "iban": ("IBAN", re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]{4}){2,7}(?:[ -]?[A-Za-z0-9]{1,3})?\b"), _iban),
+    "card": ("CARD", re.compile(r"\b\d(?:[ .-]?\d){12,18}\b"), _card),
     "national_id": (
         "NATIONAL_ID",
         # US SSN, UK National Insurance number, UAE Emirates ID.
@@ -50,7 +100,12 @@ PATTERNS: dict[str, tuple[str, re.Pattern, object]] = {
         ),
         None,
     ),
-    "account": ("ACCOUNT", re.compile(r"\b\d{8,17}\b"), None),
+    # "A/C12345678", "a/c no. 1234567", "Acct #12345678", or a bare run of 8-17 digits
+    "account": (
+        "ACCOUNT",
+        re.compile(r"(?i)\b(?:a/c|acct|account)\.?\s*(?:no\.?|number|#)?\s*:?\s*#?\d{6,17}\b|\b\d{8,17}\b"),
+        None,
+    ),
 }
 PATTERN_NAMES = list(PATTERNS)
 
@@ -64,8 +119,13 @@ class Redactor:
     placeholders: dict[str, str] = field(default_factory=dict)  # placeholder -> original
     _by_original: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def _placeholder(self, label: str, original: str) -> str:
-        key = (label, original.casefold() if label == "TERM" else original)
+    def _placeholder(self, label: str, original: str, seen_as: str) -> str:
+        """The placeholder of an identifier (`seen_as`: its readable form, so the same identifier
+        written with other invisible characters or dashes gets the same placeholder)."""
+        if label in ("TERM", "EMAIL"):
+            key = (label, seen_as.casefold())
+        else:  # numbers: the same digits and letters, however grouped
+            key = (label, "".join(c for c in seen_as.casefold() if c.isalnum()))
         if key not in self._by_original:
             count = sum(1 for lab, _ in self._by_original if lab == label) + 1
             placeholder = f"[{label}_{count}]"
@@ -74,23 +134,34 @@ class Redactor:
         return self._by_original[key]
 
     def redact(self, text: str) -> str:
-        # Admin-defined terms first (longest first, whole words, any case): client names may contain
-        # digits or words the patterns would split.
-        for term in sorted({t.strip() for t in self.terms if t.strip()}, key=len, reverse=True):
-            pattern = re.compile(rf"(?<!\w){re.escape(term)}(?!\w)", re.I)
-            text = pattern.sub(lambda m: self._placeholder("TERM", m.group(0)), text)
+        # Admin-defined terms first (longest first, whole words, any case, read as the text is: a
+        # ligature or a soft hyphen does not hide one): client names may contain digits or words
+        # the patterns would split.
+        terms = {readable(t.strip())[0] for t in self.terms if t.strip()}
+        for term in sorted(terms, key=len, reverse=True):
+            words = [re.escape(w) for w in term.split()]
+            pattern = re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.I)
+            text = self._apply(text, "TERM", pattern, None)
         for name in PATTERN_NAMES:
-            if name not in self.patterns:
-                continue
-            label, pattern, check = PATTERNS[name]
-
-            def replace(m: re.Match, label=label, check=check) -> str:
-                if check is not None and not check(m):
-                    return m.group(0)
-                return self._placeholder(label, m.group(0))
-
-            text = pattern.sub(replace, text)
+            if name in self.patterns:
+                label, pattern, check = PATTERNS[name]
+                text = self._apply(text, label, pattern, check)
         return text
+
+    def _apply(self, text: str, label: str, pattern: re.Pattern, check) -> str:
+        """Find `pattern` in the readable form of `text`; replace, in the original text, the
+        characters each match came from by its placeholder."""
+        plain, origin = readable(text)
+        pieces, last = [], 0
+        for m in pattern.finditer(plain):
+            if m.start() == m.end() or (check is not None and not check(m)):
+                continue
+            start, end = origin[m.start()], origin[m.end() - 1] + 1
+            if start < last:
+                continue
+            pieces += [text[last:start], self._placeholder(label, text[start:end], " ".join(m.group(0).split()))]
+            last = end
+        return "".join(pieces) + text[last:] if pieces else text
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
