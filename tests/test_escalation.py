@@ -352,3 +352,58 @@ def test_uncited_supported_sentences_of_the_large_model_get_the_passage_the_chec
     assert answer.verification["citations_added_by_check"] == [1]
     page = client_for("analyst").get(f"/answers/{answer.pk}/").content.decode()
     assert "left 1 sentence uncited" in page
+
+
+# --- decided again when it is sent ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("policy off", "escalation is switched off by the policy"),
+        ("reclassified", "every passage is classified above internal"),
+        ("deleted", "every passage is classified above internal"),
+        ("superseded", "every passage is classified above internal"),
+        ("budget used", "your daily limit of 1 escalations is used up"),
+    ],
+)
+def test_an_escalation_is_decided_again_when_it_is_sent(users, large, change, reason):
+    """What changed between the decision and the stream (opened later, or never) applies: the
+    analyst keeps the local answer with a notice, nothing leaves, and the refusal is audited."""
+    from regqa.documents.models import Document
+
+    make_policy(users["admin"], user_daily_escalations=1)
+    answer = make_answer(users["analyst"], "internal")
+    assert escalate.decide(answer, requested=True).action == "escalate"
+    document = Document.objects.get(pk=answer.passages[0]["document_id"])
+    if change == "policy off":
+        make_policy(users["admin"], mode="off")
+    elif change == "reclassified":
+        Document.objects.filter(pk=document.pk).update(sensitivity="confidential")
+    elif change == "deleted":
+        document.delete()
+    elif change == "superseded":
+        Document.objects.filter(pk=document.pk).update(status=Document.Status.SUPERSEDED)
+    else:  # another escalation of the same analyst was sent first
+        other = make_answer(users["analyst"])
+        Escalation.objects.create(answer=other, user=users["analyst"], policy_version=1, tokens_sent=10)
+    events = run_stream(answer)
+    answer.refresh_from_db()
+    assert large.requests == [] and answer.escalation_state == EscalationState.REFUSED
+    assert answer.answered_by == "local" and answer.answer_text == "A local answer [1]."
+    assert reason in answer.routing["notice"] and events[-1][1] == answer.routing["notice"]
+    refused = AuditEvent.objects.filter(kind="answer.escalation_refused").get()
+    assert refused.data["answer_id"] == answer.pk and refused.data["decided_before"]["reasons"]
+
+
+def test_pending_escalations_count_against_the_daily_budget(users, large):
+    """Many tabs: each decision counts the escalations decided before it and not yet sent."""
+    make_policy(users["admin"], user_daily_escalations=2)
+    first, second, third = (make_answer(users["analyst"]) for _ in range(3))
+    assert escalate.decide(first, requested=True).action == "escalate"
+    assert escalate.decide(second, requested=True).action == "escalate"
+    decision = escalate.decide(third, requested=True)  # two pending: the limit is reached
+    assert decision.action == "refuse" and "daily limit of 2 escalations" in decision.reasons[-1]
+    run_stream(first)
+    run_stream(second)
+    assert len(large.requests) == 2  # each, decided again when sent, still fits (it does not count itself)

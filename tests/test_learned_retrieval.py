@@ -252,7 +252,10 @@ def test_a_bundle_carries_an_answer_decision_trained_on_its_own_held_out_ranking
     withheld = [p.as_dict() | {"n": i + 1} for i, p in enumerate(retrieve(question, documents=[guidance])[:3])]
     without = decision.learned_probability(question, withheld)
     assert without is not None and without[1] < learned[1]
-    assert decision.explain("answered", {"status": "verified"}, learned, None)["by"] == f"decision model of {trained.label}"
+    assert (
+        decision.explain("answered", {"status": "verified"}, learned, None)["by"]
+        == f"decision model of {trained.label}"
+    )
 
     # passages its reranker did not rank (BM25 only) fall back to train_decision's model: none here
     assert decision.learned_probability(question, [p.as_dict() for p in retrieve(question, mode="bm25")]) is None

@@ -20,6 +20,7 @@ from django.db import models
 from django.utils import timezone
 
 from regqa.audit import log as audit_log
+from regqa.audit.models import EventKind
 from regqa.documents.models import Document
 
 from .citations import cited_numbers
@@ -43,16 +44,25 @@ def current_policy() -> EscalationPolicy:
     return EscalationPolicy.objects.order_by("-pk").first() or EscalationPolicy(mode=EscalationPolicy.Mode.OFF)
 
 
-def usage_today(user) -> Usage:
+def usage_today(user, excluding: int | None = None) -> Usage:
+    """Escalations sent today, and those decided but not sent yet (pending: their streams are
+    not open), so opening many tabs cannot pass a daily limit. `excluding`: the answer being
+    decided, which must not count against itself."""
     since = timezone.make_aware(datetime.combine(timezone.localdate(), day_start.min))
     today = Escalation.objects.filter(created_at__gte=since)
     mine = today.filter(user=user)
     total = models.Sum("tokens_sent")
+    pending = list(
+        Answer.objects.filter(escalation_state=EscalationState.PENDING, created_at__gte=since)
+        .exclude(pk=excluding)
+        .values_list("user_id", "routing")
+    )
+    mine_pending = [routing for user_id, routing in pending if user_id == user.pk]
     return Usage(
-        user_escalations=mine.count(),
-        user_tokens=mine.aggregate(t=total)["t"] or 0,
-        global_escalations=today.count(),
-        global_tokens=today.aggregate(t=total)["t"] or 0,
+        user_escalations=mine.count() + len(mine_pending),
+        user_tokens=(mine.aggregate(t=total)["t"] or 0) + sum(r.get("estimated_tokens") or 0 for r in mine_pending),
+        global_escalations=today.count() + len(pending),
+        global_tokens=(today.aggregate(t=total)["t"] or 0) + sum(r.get("estimated_tokens") or 0 for _, r in pending),
     )
 
 
@@ -62,14 +72,20 @@ def endpoint_label() -> str:
 
 def passages_now(answer: Answer) -> list[dict]:
     """The passages the local model had, with each document's classification as it is now
-    (an admin may have reclassified it since the question; a deleted document counts as restricted)."""
+    (an admin may have reclassified it since the question). A document deleted or superseded
+    since, or no longer ready, counts as restricted: it is not current text, and is never sent."""
     sent = [p for p in answer.passages if p.get("sent_to_model")]
-    current = dict(Document.objects.filter(pk__in={p["document_id"] for p in sent}).values_list("pk", "sensitivity"))
+    current = dict(
+        Document.objects.filter(pk__in={p["document_id"] for p in sent}, status=Document.Status.READY).values_list(
+            "pk", "sensitivity"
+        )
+    )
     return [p | {"sensitivity": current.get(p["document_id"], "restricted")} for p in sent]
 
 
-def decide(answer: Answer, *, requested: bool = False) -> Decision:
-    """Route a finished local answer under the policy in force and store the decision on it."""
+def decision_now(answer: Answer, *, requested: bool = False) -> tuple[Decision, str]:
+    """The routing decision for a finished local answer under everything as it is now: the
+    policy in force, the documents' classifications and status, today's usage. With the mode."""
     policy = current_policy()
     groups = set(answer.user.groups.values_list("name", flat=True))
     if answer.user.is_superuser:
@@ -81,20 +97,29 @@ def decide(answer: Answer, *, requested: bool = False) -> Decision:
         answer.quality,
         groups,
         policy,
-        usage_today(answer.user),
+        usage_today(answer.user, excluding=answer.pk),
         requested=requested,
         endpoint=settings.LARGE_LLM_BASE_URL,
     )
-    apply(answer, decision, policy.mode)
+    return decision, policy.mode
+
+
+def decide(answer: Answer, *, requested: bool = False) -> Decision:
+    """Route a finished local answer under the policy in force and store the decision on it."""
+    decision, mode = decision_now(answer, requested=requested)
+    apply(answer, decision, mode)
     return decision
 
 
-def apply(answer: Answer, decision: Decision, mode: str = "") -> None:
-    """Store a routing decision on the answer; an escalation then waits for stream_escalation."""
+def apply(answer: Answer, decision: Decision, mode: str = "", *, sending: bool = False) -> None:
+    """Store a routing decision on the answer; an escalation then waits for stream_escalation
+    (`sending`: the stream that claimed it is about to send it, so it stays claimed)."""
     stored = decision.model_copy(update={"decided_at": timezone.now().isoformat(), "mode": mode})
     stored.local = answer.routing.get("local")  # the local answer an earlier escalation replaced
     answer.routing = stored.dump()
-    if decision.action == RoutingAction.ESCALATE:
+    if sending:
+        answer.escalation_state = EscalationState.STREAMING
+    elif decision.action == RoutingAction.ESCALATE:
         answer.escalation_state = EscalationState.PENDING
     elif decision.action == RoutingAction.REFUSE:
         answer.escalation_state = EscalationState.REFUSED
@@ -194,6 +219,34 @@ def add_found_citations(answer: Answer) -> list[int]:
 LOCAL_FIELDS = ["model_name", "status", "answer_text", "citations", "verification", "quality", "quality_min"]
 
 
+def resend_decision(answer: Answer) -> Decision | None:
+    """Decide again, at the moment of sending, whether and what to send: the policy may have been
+    changed or switched off, a document reclassified, deleted or superseded, or the budget used
+    by other escalations since the decision was stored. The decision now applies (its payload is
+    built anew); None when it no longer escalates: the answer then keeps the local answer with a
+    notice saying why, nothing is sent, and the refusal is audited."""
+    stored = Routing.load(answer.routing)
+    decision, mode = decision_now(answer, requested=stored.requested)
+    if decision.action == RoutingAction.ESCALATE:
+        apply(answer, decision, mode, sending=True)
+        return decision
+    apply(answer, decision, mode)
+    answer.escalation_state = EscalationState.REFUSED
+    answer.routing["notice"] = (
+        "Not sent to the large model: " + "; ".join(decision.reasons[-1:]) + " (decided again when it was to be sent). "
+        "This is the local model's answer."
+    )
+    answer.save(update_fields=["routing", "escalation_state"])
+    audit_log.record(
+        EventKind.ANSWER_ESCALATION_REFUSED,
+        f"Escalation refused when it was to be sent: {answer.question[:200]}",
+        user=answer.user,
+        data={"answer_id": answer.pk, "policy_version": decision.policy_version, "reasons": decision.reasons,
+              "decided_before": {"policy_version": stored.policy_version, "reasons": stored.reasons}},
+    )  # fmt: skip
+    return None
+
+
 def stream_escalation(answer: Answer) -> Iterator[tuple[str, str]]:
     """Send the stored decision's payload to the large model and stream its answer, yielding
     ("status"|"token", text). Only one stream may run an escalation (like stream_answer)."""
@@ -203,7 +256,10 @@ def stream_escalation(answer: Answer) -> Iterator[tuple[str, str]]:
     if not claimed:
         return
     answer.refresh_from_db()
-    decision = Routing.load(answer.routing)
+    decision = resend_decision(answer)
+    if decision is None:
+        yield "status", answer.routing["notice"]
+        return
     escalation = Escalation.objects.create(
         answer=answer,
         user=answer.user,
