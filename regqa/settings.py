@@ -64,6 +64,37 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = [h for h in env_str("REGQA_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("REGQA_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
+# Production (README "Production settings"; `manage.py check --deploy` is clean with them).
+# REGQA_HTTPS=1: served over HTTPS only (secure cookies, HSTS, redirect to https).
+# REGQA_BEHIND_PROXY=1: a reverse proxy terminates TLS and sets X-Forwarded-Proto (trust it).
+HTTPS = env_bool("REGQA_HTTPS", False)
+if env_bool("REGQA_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = env_int("REGQA_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("REGQA_HSTS_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("REGQA_HSTS_PRELOAD", HTTPS)
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True  # htmx sends the token from the page (hx-headers), never from the cookie
+SESSION_COOKIE_AGE = env_int("REGQA_SESSION_MINUTES", 480, minimum=5) * 60  # a working day by default
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env_bool("REGQA_SESSION_ENDS_WITH_BROWSER", True)
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (Django's own middleware: no inline script or style anywhere in RegQA's
+# pages, htmx told not to inject its indicator styles). A response that sets its own (the
+# sandboxed PDF downloads) keeps it.
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+
 # Where RegQA keeps its state: database (SQLite default), uploaded PDFs, the FAISS index.
 DATA_DIR = Path(env_str("REGQA_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -194,8 +225,16 @@ if DEFAULT_SENSITIVITY not in ("public", "internal", "confidential", "restricted
 OCR = env_str("REGQA_OCR", "auto")
 if OCR not in ("auto", "off"):
     raise ImproperlyConfigured(f"REGQA_OCR must be auto or off, not {OCR!r}")
+# Request bodies are bounded while they are read, before any view (or authentication) sees them:
+# form fields to 5 MB, uploaded files to REGQA_MAX_UPLOAD_MB (documents/upload.py's handler stops
+# reading past it), and a body announced larger than that is refused unread.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "regqa.documents.upload.BoundedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 MAX_QUESTION_CHARS = env_int("REGQA_MAX_QUESTION_CHARS", 1000, minimum=10)
 
 INSTALLED_APPS = [
@@ -215,6 +254,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -204,3 +204,77 @@ def test_make_reset_refuses_to_delete_a_database_holding_audit_events_without_co
     data.mkdir()  # a data directory without audit events (never migrated) goes without asking
     (data / "uploads").mkdir()
     assert reset().returncode == 0 and not data.exists()
+
+
+def test_production_settings_pass_check_deploy(tmp_path):
+    """The production settings the README documents: `manage.py check --deploy` reports nothing."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGQA_", "DATABASE_URL", "DJANGO_"))}
+    env |= {
+        "REGQA_DATA_DIR": str(tmp_path),
+        "REGQA_SECRET_KEY": "k7#Qv9!zR2pL8@wX4mN6&bT1yH3^cJ5sF0*dG-eA_uK+oP=iV",
+        "REGQA_ALLOWED_HOSTS": "regqa.bank.example",
+        "REGQA_HTTPS": "1",
+        "REGQA_BEHIND_PROXY": "1",
+    }
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+    demo = subprocess.run(  # the demo settings are not production ones, and check --deploy says so
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=root, env=env | {"REGQA_HTTPS": "0"}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert demo.returncode != 0 and "SECURE_SSL_REDIRECT" in demo.stdout + demo.stderr
+
+
+PAGES = {
+    "analyst": ["ask", "history"],
+    "admin": ["library", "policy", "retrieval"],
+    "auditor": ["answer_log", "audit_trail"],
+}
+
+
+@pytest.mark.django_db
+def test_every_page_runs_under_a_content_security_policy_without_inline_code(client_for, users):
+    import re
+
+    for role, names in PAGES.items():
+        client = client_for(role)
+        for name in names:
+            response = client.get(reverse(name))
+            assert response.status_code == 200, name
+            policy = response["Content-Security-Policy"]
+            assert "script-src 'self'" in policy and "style-src 'self'" in policy and "frame-ancestors 'none'" in policy
+            html = response.content.decode()
+            assert not re.search(r"<script(?![^>]*\bsrc=)", html), f"inline script on {name}"
+            assert not re.search(r"<style|\sstyle=|\son[a-z]+=", html), f"inline style or handler on {name}"
+    login = client_for("analyst").__class__().get(reverse("login"))
+    assert "default-src 'self'" in login["Content-Security-Policy"]
+
+
+@pytest.mark.django_db
+def test_uploads_are_bounded_while_they_are_read(client_for, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.MAX_UPLOAD_MB = 1
+    admin = client_for("admin")
+    big = SimpleUploadedFile("huge.pdf", b"%PDF-1.7\n" + b"0" * (1024 * 1024 + 10))
+    small = SimpleUploadedFile("small.pdf", make_pdf(["Rule 1.1 A firm must keep records."]))
+    response = admin.post(reverse("upload"), {"files": [big, small]}, follow=True)
+    text = response.content.decode()
+    assert "huge.pdf: the file is larger than the 1 MB limit; it was not read." in text
+    assert list(Document.objects.values_list("original_name", flat=True)) == ["small.pdf"]  # the good one is kept
+
+    # a body announced as more than any upload may hold is not read at all
+    tiny = SimpleUploadedFile("a.pdf", make_pdf(["x"]))
+    refused = admin.post(reverse("upload"), {"files": [tiny]}, CONTENT_LENGTH=str(100 * 1024 * 1024))
+    assert refused.status_code == 413 and "Nothing was read" in refused.content.decode()
+    assert Document.objects.count() == 1

@@ -204,7 +204,7 @@ DISGUISED = [
     ("card with zero-width spaces", "card 4111\u200b1111\u200b1111\u200b1111 on file", "CARD", "4111111111111111"),
     ("card with no-break spaces", "card 4111\u00a01111\u00a01111\u00a01111 on file", "CARD", "4111111111111111"),
     ("SSN with en dashes", "SSN 123\u201345\u20136789 of the client", "NATIONAL_ID", "123456789"),
-    ("Emirates ID with non-breaking hyphens", "ID 784\u20111990\u20111234567\u20111 held", "NATIONAL_ID", "784199012345671"),
+    ("Emirates ID, Unicode hyphens", "ID 784\u20111990\u20111234567\u20111 held", "NATIONAL_ID", "784199012345671"),
     ("account written A/C", "transfer to A/C12345678 by Friday", "ACCOUNT", "12345678"),
     ("account written a/c no.", "transfer to a/c no. 1234567 by Friday", "ACCOUNT", "1234567"),
     ("e-mail with a soft hyphen", "write to j.doe@ex\u00adample.com now", "EMAIL", "j.doe@example.com"),

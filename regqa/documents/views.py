@@ -85,9 +85,17 @@ def upload(request: HttpRequest) -> HttpResponse:
     """One or more PDFs. Accepted files are stored and queued; each refused file is named with its
     reason; nothing accepted is lost because another file was refused."""
     form = UploadForm(request.POST, request.FILES)
+    if getattr(request, "upload_refused", ""):  # a body too large to read at all (upload.py)
+        form = UploadForm()
+        form.cleaned_data = {}  # an unbound form carrying only this error
+        form.add_error(None, request.upload_refused)
+        return render(request, "documents/library.html", _library_context(form), status=413)
+    too_large = getattr(request, "refused_uploads", [])  # files skipped unread at the size limit
     if not form.is_valid():
+        for reason in too_large:
+            form.add_error("files", reason)
         return render(request, "documents/library.html", _library_context(form), status=422)
-    accepted, refused = [], []
+    accepted, refused = [], list(too_large)
     for upload in form.cleaned_data["files"]:
         try:
             accepted.append(accept_upload(upload, form.cleaned_data, request.user))
