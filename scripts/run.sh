@@ -18,6 +18,7 @@ $PY manage.py migrate --noinput | grep -v '^  Applying' || true
 $PY manage.py audit init-key   # the key that seals the audit trail: outside the database
 $PY manage.py bootstrap --demo-users
 $PY manage.py ingest_pdfs fixtures/pdfs
+$PY manage.py index repair      # index writes follow their commits: mend any a crash cut between the two
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }

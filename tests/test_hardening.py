@@ -216,7 +216,7 @@ def test_production_settings_pass_check_deploy(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REGQA_", "DATABASE_URL", "DJANGO_"))}
     env |= {
         "REGQA_DATA_DIR": str(tmp_path),
-        "REGQA_SECRET_KEY": "k7#Qv9!zR2pL8@wX4mN6&bT1yH3^cJ5sF0*dG-eA_uK+oP=iV",
+        "REGQA_SECRET_KEY": "k7#Qv9!zR2pL8@wX4mN6&bT1yH3^cJ5sF0*dG-eA_uK+oP=iV-Lw8Zr4Tq2Yx6Nc9Ms3",
         "REGQA_ALLOWED_HOSTS": "regqa.bank.example",
         "REGQA_HTTPS": "1",
         "REGQA_BEHIND_PROXY": "1",

@@ -231,7 +231,7 @@ def test_train_retrieval_command_and_the_admin_page(corpus, tmp_path, client_for
     assert client_for("analyst").get(reverse("retrieval")).status_code == 403  # analysts may not
 
 
-def test_a_bundle_carries_an_answer_decision_trained_on_its_own_held_out_rankings(corpus):
+def test_a_bundle_carries_an_answer_decision_trained_on_its_own_held_out_rankings(corpus, client_for):
     """The decision model belongs to the bundle: trained on the bundle's questions as each fold's
     ranker (which never saw them) ranked them, and again with their gold documents withheld, with
     the reranker's scores among its signals; active with the bundle, gone with its rollback."""
@@ -242,6 +242,8 @@ def test_a_bundle_carries_an_answer_decision_trained_on_its_own_held_out_ranking
     assert {"roc_auc", "false_refusals"} <= set(figures["without_reranker"])
     model = decision_model.active()
     assert model is not None and model.source == trained.label and "best_rerank" in model.signals
+    page = client_for("admin").get(reverse("retrieval")).content.decode()
+    assert f"decision model of the active bundle, <strong>{trained.label}</strong>" in page
 
     question = "What must a firm do about its liquidity buffers review?"
     read = [p.as_dict() | {"n": i + 1} for i, p in enumerate(retrieve(question)[:3])]

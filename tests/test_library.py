@@ -401,3 +401,70 @@ def test_a_worker_killed_mid_ingest_leaves_a_consistent_retryable_document(tmp_p
     assert done.returncode == 0 and "ready" in done.stdout, done.stderr[-2000:]
     check = subprocess.run([*manage, "index", "check"], env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# -- the index follows the database's commits; a lost enqueue can be retried -----------------------
+
+
+@pytest.mark.django_db
+def test_a_rolled_back_transaction_never_leaves_the_index_missing_passages(fake_embedder, monkeypatch):
+    from regqa.documents import ingest
+    from regqa.documents.models import Page
+
+    document = stored("Conduct rules", [RULE_V1, OTHER])
+    ingest_document(document.pk)
+    live = set(Chunk.live.values_list("pk", flat=True))
+    assert live and index.get_index().ids() == live
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Page.objects, "bulk_create", disk_full)  # fails after the old chunks were deleted
+    document.refresh_from_db()
+    drafts = [ingest.ChunkDraft(ordinal=0, text="new text", section="", page_start=1, page_end=1)]
+    with pytest.raises(OSError):
+        ingest.store_chunks(document, drafts, np.ones((1, 384), dtype="float32"), [ingest.PageText(1, "new text")])
+    assert set(Chunk.live.values_list("pk", flat=True)) == live  # rolled back...
+    assert index.get_index().ids() == live  # ...and the index still holds every live passage
+
+    monkeypatch.undo()
+    with pytest.raises(OSError), monkeypatch.context() as m:  # deleting fails when the row goes
+        m.setattr(Document, "delete", disk_full)
+        ingest.delete_document(document)
+    assert index.get_index().ids() == live and index.check_against_database() == (set(), set())
+
+
+@pytest.mark.django_db
+def test_a_document_whose_ingestion_was_never_scheduled_can_be_retried(
+    client_for, monkeypatch, django_capture_on_commit_callbacks
+):
+    from types import SimpleNamespace
+
+    from django_tasks_db.models import DBTaskResult
+
+    from regqa.documents import tasks
+
+    def queue_down(*args, **kwargs):
+        raise RuntimeError("the task table cannot be reached")
+
+    admin = client_for("admin")
+    with monkeypatch.context() as m, django_capture_on_commit_callbacks(execute=True):
+        m.setattr(tasks, "ingest_document", SimpleNamespace(enqueue=queue_down))
+        response = admin.post(reverse("upload"), {"files": SimpleUploadedFile("a.pdf", make_pdf([RULE_V1]))})
+    assert response.status_code == 302  # stored, not an error page
+    document = Document.objects.get()
+    assert document.status == Document.Status.QUEUED and not document.is_stalled  # just queued
+    Document.objects.filter(pk=document.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
+    document.refresh_from_db()
+    assert document.never_scheduled and document.can_retry
+    page = admin.get(reverse("library")).content.decode()
+    assert "Not scheduled" in page and "never scheduled" in page and "Retry" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin.post(reverse("document_retry", args=[document.pk]))
+    document.refresh_from_db()
+    assert document.status == Document.Status.QUEUED and not document.never_scheduled
+    assert DBTaskResult.objects.filter(args_kwargs__args__0=document.pk, status="READY").exists()
+    Document.objects.filter(pk=document.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
+    document.refresh_from_db()
+    assert not document.never_scheduled  # a task waits for it: merely a busy queue

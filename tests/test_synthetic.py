@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from regqa.qa import adapter, bundle, rank, synthetic, training
+from regqa.qa import adapter, bundle, decision_model, rank, synthetic, training
 from regqa.qa.evaluate import Question, file_names
 from regqa.qa.models import RetrievalBundle, SyntheticQuestion
 from regqa.qa.retrieve import retrieve
@@ -86,6 +86,15 @@ def test_a_bundle_trained_on_written_questions_only(corpus, fake_llm, tmp_path):
     assert record.status in (RetrievalBundle.Status.ACTIVE, RetrievalBundle.Status.REJECTED), record.detail
     assert record.summary["synthetic"]["kept"] == record.summary["questions"] > 10
     assert record.synthetic_model == "fake-model.gguf" and record.pairs_file == "60 synthetic questions"
+    # its decision, trained on written questions only, is kept for its figures but does not decide
+    assert (
+        record.figures["decision"]["used"] is False
+        and "written questions" in record.figures["decision"]["why_not_used"]
+    )
+    if record.status != RetrievalBundle.Status.ACTIVE:
+        bundle.activate(record, actor="test")
+    assert bundle.active_ranker().decision is not None
+    assert decision_model.active() is None  # and no train_decision model: the local model decides
     with pytest.raises(CommandError, match="nothing to resume"):
         call_command("train_retrieval", "--resume", str(record.pk), verbosity=0)
     with pytest.raises(CommandError, match="--pairs FILE and/or --synthetic N"):

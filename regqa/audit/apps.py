@@ -8,6 +8,7 @@ class AuditConfig(AppConfig):
     def ready(self) -> None:
         from axes.signals import user_locked_out
         from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group
         from django.contrib.auth.signals import user_logged_in, user_login_failed
         from django.db.models.signals import m2m_changed, post_delete, post_save
 
@@ -20,3 +21,11 @@ class AuditConfig(AppConfig):
         post_save.connect(auth_events.user_saved, sender=User, dispatch_uid="regqa.audit.user_saved")
         post_delete.connect(auth_events.user_deleted, sender=User, dispatch_uid="regqa.audit.user_deleted")
         m2m_changed.connect(auth_events.roles_changed, sender=User.groups.through, dispatch_uid="regqa.audit.roles")
+        m2m_changed.connect(
+            auth_events.user_permissions_changed, sender=User.user_permissions.through, dispatch_uid="regqa.audit.uperm"
+        )
+        m2m_changed.connect(
+            auth_events.role_permissions_changed, sender=Group.permissions.through, dispatch_uid="regqa.audit.gperm"
+        )
+        post_save.connect(auth_events.role_saved, sender=Group, dispatch_uid="regqa.audit.role_saved")
+        post_delete.connect(auth_events.role_deleted, sender=Group, dispatch_uid="regqa.audit.role_deleted")

@@ -1,13 +1,24 @@
-"""Audit records for logins and for user and role changes, whatever makes them (the Django
-admin, the shell, a command). Connected to Django's signals in AuditConfig.ready()."""
+"""Audit records for logins and for user, role and permission changes, whatever makes them (the
+Django admin, the shell, a command), with who made them: the logged-in user of the request
+(middleware.acting_user), or "system" outside a request. Connected to Django's signals in
+AuditConfig.ready()."""
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 
 from . import log
+from .middleware import acting_user
 from .models import EventKind
+
+
+def _by() -> dict:
+    """The acting user as `log.record` arguments: the request's user, else the system."""
+    user = acting_user.get()
+    if user is not None and user.is_authenticated:
+        return {"user": user}
+    return {"actor": "system"}
 
 
 def _ip(request) -> str:
@@ -52,6 +63,7 @@ def user_saved(sender, instance, created, update_fields=None, **kwargs) -> None:
     log.record(
         kind,
         f"{kind.split('.')[1].capitalize()} user {instance.get_username()}",
+        **_by(),
         data={
             "user": instance.get_username(),
             "active": instance.is_active,
@@ -63,7 +75,10 @@ def user_saved(sender, instance, created, update_fields=None, **kwargs) -> None:
 
 def user_deleted(sender, instance, **kwargs) -> None:
     log.record(
-        EventKind.USER_DELETED, f"Deleted user {instance.get_username()}", data={"user": instance.get_username()}
+        EventKind.USER_DELETED,
+        f"Deleted user {instance.get_username()}",
+        **_by(),
+        data={"user": instance.get_username()},
     )
 
 
@@ -74,6 +89,7 @@ def roles_changed(sender, instance, action, pk_set, **kwargs) -> None:
     log.record(
         EventKind.USER_ROLES_CHANGED,
         f"Roles of {instance.get_username()}: {action[5:]} {', '.join(names)}",
+        **_by(),
         data={
             "user": instance.get_username(),
             "action": action[5:],
@@ -81,3 +97,45 @@ def roles_changed(sender, instance, action, pk_set, **kwargs) -> None:
             "now": sorted(instance.groups.values_list("name", flat=True)),
         },
     )
+
+
+def _permission_names(pks) -> list[str]:
+    rows = Permission.objects.filter(pk__in=pks or []).values_list("content_type__app_label", "codename")
+    return sorted(f"{app}.{codename}" for app, codename in rows)
+
+
+def user_permissions_changed(sender, instance, action, pk_set, **kwargs) -> None:
+    """Single permissions given to or taken from a user (beside their roles)."""
+    if action not in ("post_add", "post_remove", "post_clear") or not isinstance(instance, get_user_model()):
+        return
+    names = _permission_names(pk_set)
+    log.record(
+        EventKind.USER_PERMISSIONS_CHANGED,
+        f"Permissions of {instance.get_username()}: {action[5:]} {', '.join(names)}",
+        **_by(),
+        data={"user": instance.get_username(), "action": action[5:], "permissions": names,
+              "now": _permission_names(instance.user_permissions.values_list("pk", flat=True))},
+    )  # fmt: skip
+
+
+def role_permissions_changed(sender, instance, action, pk_set, **kwargs) -> None:
+    """Permissions given to or taken from a role (a group): every member's rights change."""
+    if action not in ("post_add", "post_remove", "post_clear") or not isinstance(instance, Group):
+        return
+    names = _permission_names(pk_set)
+    log.record(
+        EventKind.ROLE_PERMISSIONS_CHANGED,
+        f"Permissions of role {instance.name}: {action[5:]} {', '.join(names)}",
+        **_by(),
+        data={"role": instance.name, "action": action[5:], "permissions": names,
+              "now": _permission_names(instance.permissions.values_list("pk", flat=True))},
+    )  # fmt: skip
+
+
+def role_saved(sender, instance, created, **kwargs) -> None:
+    if created:
+        log.record(EventKind.ROLE_CREATED, f"Role {instance.name} created", **_by(), data={"role": instance.name})
+
+
+def role_deleted(sender, instance, **kwargs) -> None:
+    log.record(EventKind.ROLE_DELETED, f"Role {instance.name} deleted", **_by(), data={"role": instance.name})

@@ -34,6 +34,10 @@ class EventKind(models.TextChoices):
     USER_CHANGED = "user.changed", "User changed"
     USER_DELETED = "user.deleted", "User deleted"
     USER_ROLES_CHANGED = "user.roles_changed", "User roles changed"
+    USER_PERMISSIONS_CHANGED = "user.permissions_changed", "User permissions changed"
+    ROLE_PERMISSIONS_CHANGED = "role.permissions_changed", "Role permissions changed"
+    ROLE_CREATED = "role.created", "Role created"
+    ROLE_DELETED = "role.deleted", "Role deleted"
 
 
 class AppendOnlyError(Exception):

@@ -215,18 +215,17 @@ def store_chunks(
     pages: list[PageText] | None = None,
     note: str = "",
 ) -> int:
-    """Replace a document's pages and chunks and index them, all in one transaction; mark it ready.
-
-    The rows and the index change together: a failure part-way leaves the document retryable
-    with nothing half-indexed.
-    """
+    """Replace a document's pages and chunks in one transaction and mark it ready; the index is
+    written once that transaction has committed (IndexChanges), so a failure part-way leaves the
+    document retryable, the index as it was, and no passage missing from it."""
     pages = pages or []
+    changes = IndexChanges()
     with transaction.atomic():
-        _remove_chunks(document)
+        _remove_chunks(document, changes)
         Page.objects.bulk_create(Page(document=document, number=p.number, text=p.text) for p in pages)
-        chunks = _add_chunks(document, drafts, vectors)
+        chunks = _add_chunks(document, drafts, vectors, changes)
         if document.supersedes is not None:
-            supersede(document.supersedes)
+            supersede(document.supersedes, changes)
             audit_log.record_document(
                 EventKind.DOCUMENT_SUPERSEDED,
                 document.supersedes,
@@ -240,11 +239,33 @@ def store_chunks(
             chunk_count=len(chunks),
             ingested_at=timezone.now(),
         )
+    changes.apply()
     return len(chunks)
 
 
-def _add_chunks(document: Document, drafts: list[ChunkDraft], vectors: np.ndarray) -> list[Chunk]:
-    """Store a document's new passages and add them to the index (inside the caller's transaction)."""
+class IndexChanges:
+    """Index writes collected inside a transaction and applied after it, by the code that owns
+    the transaction, once its block has exited without an error: a rolled-back transaction never
+    leaves the index missing passages, nor holding ones the database does not have. (A process
+    killed between the commit and `apply` leaves the index behind the database: `index repair`,
+    run by `make run` before the worker starts and before every retried ingestion, mends it.)"""
+
+    def __init__(self) -> None:
+        self.removed: list[int] = []
+        self.added: list[tuple[list[int], np.ndarray]] = []
+
+    def apply(self) -> None:
+        if self.removed:
+            index.get_index().remove(self.removed)
+        for ids, vectors in self.added:
+            index.get_index().add(ids, vectors)
+
+
+def _add_chunks(
+    document: Document, drafts: list[ChunkDraft], vectors: np.ndarray, changes: IndexChanges
+) -> list[Chunk]:
+    """Store a document's new passages (inside the caller's transaction); `changes` adds them to
+    the index after it."""
     chunks = Chunk.objects.bulk_create(
         Chunk(
             document=document,
@@ -258,33 +279,32 @@ def _add_chunks(document: Document, drafts: list[ChunkDraft], vectors: np.ndarra
         )
         for i, d in enumerate(drafts)
     )
-    index.get_index().add([c.pk for c in chunks], vectors)
+    changes.added.append(([c.pk for c in chunks], vectors))
     return chunks
 
 
-def _remove_chunks(document: Document) -> None:
-    """Drop a document's chunks from the index and the database (for re-ingestion or deletion)."""
-    ids = list(document.chunks.values_list("pk", flat=True))
-    if ids:
-        index.get_index().remove(ids)
+def _remove_chunks(document: Document, changes: IndexChanges) -> None:
+    """Drop a document's chunks and pages from the database (for re-ingestion or deletion);
+    `changes` drops them from the index after the transaction."""
+    changes.removed += document.chunks.values_list("pk", flat=True)
     document.chunks.all().delete()
     document.pages.all().delete()
 
 
-def supersede(old: Document) -> None:
+def supersede(old: Document, changes: IndexChanges) -> None:
     """Take an older version out of the live index. Its pages and passages stay in the database,
     so answers that cited them still open the text they were based on."""
-    ids = list(old.chunks.values_list("pk", flat=True))
-    if ids:
-        index.get_index().remove(ids)
+    changes.removed += old.chunks.values_list("pk", flat=True)
     Document.objects.filter(pk=old.pk).update(status=Document.Status.SUPERSEDED, status_detail="")
 
 
 def delete_document(document: Document) -> None:
+    changes = IndexChanges()
     with transaction.atomic():
-        _remove_chunks(document)
+        _remove_chunks(document, changes)
         stored = document.file.name
         document.delete()
+    changes.apply()
     if stored:
         document.file.storage.delete(stored)
         ocr_copy = str(Path(stored).with_name(Path(stored).stem + ".ocr.pdf"))  # ocr() writes it beside the file
@@ -310,11 +330,13 @@ def rechunk_document(document: Document, words: int | None = None, overlap: int 
     if same == [(d.text, d.section, d.page_start, d.page_end) for d in drafts]:
         return 0, 0
     vectors = embed_texts([embedding_text(d.section, d.text, document.title) for d in drafts])
+    changes = IndexChanges()
     with transaction.atomic():
         Chunk.objects.filter(pk__in=[c.pk for c in old]).update(retired_at=timezone.now())
-        index.get_index().remove([c.pk for c in old])
-        chunks = _add_chunks(document, drafts, vectors)
+        changes.removed += [c.pk for c in old]
+        chunks = _add_chunks(document, drafts, vectors, changes)
         Document.objects.filter(pk=document.pk).update(chunk_count=len(chunks))
         document.chunk_count = len(chunks)
         audit_log.record_document(EventKind.DOCUMENT_RECHUNKED, document, actor="manage.py index rechunk")
+    changes.apply()
     return len(old), len(chunks)

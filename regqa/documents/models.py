@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 
 class Document(models.Model):
@@ -48,6 +49,7 @@ class Document(models.Model):
     chunk_count = models.PositiveIntegerField(default=0)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)  # when its ingestion was last queued
     ingested_at = models.DateTimeField(null=True, blank=True)
     # Written with every progress step: a document "processing" with an old heartbeat lost its
     # worker (killed, crashed) and may be retried.
@@ -68,10 +70,31 @@ class Document(models.Model):
 
     @property
     def is_stalled(self) -> bool:
-        """Processing, but no progress for longer than a document may take: its worker is gone."""
+        """Processing, but no progress for longer than a document may take: its worker is gone.
+        Or queued, but no ingestion task waits or runs for it: it would wait forever."""
+        if self.status == self.Status.QUEUED:
+            return self.never_scheduled
         if self.status != self.Status.PROCESSING or self.heartbeat_at is None:
             return False
         return timezone.now() - self.heartbeat_at > timedelta(seconds=settings.INGEST_STALLED_SECONDS)
+
+    @property
+    def never_scheduled(self) -> bool:
+        """Queued for over a minute with no ingestion task for it in the queue (its enqueue failed,
+        say the task table was unreachable when the upload committed). Only the database task
+        backend can be asked; with another one this is never claimed."""
+        if self.status != self.Status.QUEUED or timezone.now() - (self.queued_at or self.created_at) < timedelta(
+            minutes=1
+        ):
+            return False
+        if settings.TASKS["default"]["BACKEND"] != "django_tasks_db.DatabaseBackend":
+            return False
+        waiting = DBTaskResult.objects.filter(
+            task_path="regqa.documents.tasks.ingest_document",
+            status__in=["READY", "RUNNING"],
+            args_kwargs__args__0=self.pk,
+        )
+        return not waiting.exists()
 
     @property
     def can_retry(self) -> bool:

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.db import transaction
 from django.http import QueryDict
+from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
 
 from regqa.audit import log as audit_log
@@ -50,8 +51,11 @@ def accept_upload(upload, metadata: dict, user) -> Document:
             sha256=sha256,
             size_bytes=upload.size,
             uploaded_by=user,
+            queued_at=timezone.now(),
         )
-        transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))
+        # robust: an enqueue that fails (the queue unreachable) must not turn a stored upload into an
+        # error page; the library then shows the document as never scheduled, with Retry
+        transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk), robust=True)
         audit_log.record_document(EventKind.DOCUMENT_UPLOADED, document, user=user)
     return document
 

@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from regqa.audit import log as audit_log
@@ -85,10 +86,11 @@ def upload(request: HttpRequest) -> HttpResponse:
     """One or more PDFs. Accepted files are stored and queued; each refused file is named with its
     reason; nothing accepted is lost because another file was refused."""
     form = UploadForm(request.POST, request.FILES)
-    if getattr(request, "upload_refused", ""):  # a body too large to read at all (upload.py)
+    refused_body = getattr(request, "upload_refused", "")  # a body too large to read at all (upload.py)
+    if refused_body:
         form = UploadForm()
         form.cleaned_data = {}  # an unbound form carrying only this error
-        form.add_error(None, request.upload_refused)
+        form.add_error(None, refused_body)
         return render(request, "documents/library.html", _library_context(form), status=413)
     too_large = getattr(request, "refused_uploads", [])  # files skipped unread at the size limit
     if not form.is_valid():
@@ -135,9 +137,11 @@ def retry(request: HttpRequest, pk: int) -> HttpResponse:
     if not document.can_retry:
         messages.error(request, f"“{document.title}” is {document.get_status_display().lower()}: nothing to retry.")
         return redirect("library")
-    Document.objects.filter(pk=pk).update(status=Document.Status.QUEUED, status_detail="", progress=0)
+    Document.objects.filter(pk=pk).update(
+        status=Document.Status.QUEUED, status_detail="", progress=0, queued_at=timezone.now()
+    )
     audit_log.record_document(EventKind.DOCUMENT_RETRIED, document, user=request.user)
-    transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk))
+    transaction.on_commit(lambda: tasks.ingest_document.enqueue(document.pk), robust=True)
     return redirect("library")
 
 

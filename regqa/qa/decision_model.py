@@ -326,10 +326,11 @@ _cache: tuple[float, DecisionModel] | None = None
 
 def active() -> DecisionModel | None:
     """The decision model answers use: the active retrieval bundle's own (trained on the same
-    ranking, out of fold, with its reranker's scores as signals), else the one `train_decision`
-    saved (re-read when its file changes), else None."""
+    ranking, out of fold, with its reranker's scores as signals; not one trained on written
+    questions only, see training.train_bundle), else the one `train_decision` saved (re-read when
+    its file changes), else None."""
     learned = active_ranker()
-    if learned is not None and learned.decision is not None:
+    if learned is not None and learned.decision is not None and learned.decision.get("used", True):
         return DecisionModel.from_json(learned.decision) | learned.bundle.label
     return trained()
 

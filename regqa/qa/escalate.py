@@ -54,7 +54,7 @@ def usage_today(user, excluding: int | None = None) -> Usage:
     total = models.Sum("tokens_sent")
     pending = list(
         Answer.objects.filter(escalation_state=EscalationState.PENDING, created_at__gte=since)
-        .exclude(pk=excluding)
+        .exclude(pk=excluding or 0)
         .values_list("user_id", "routing")
     )
     mine_pending = [routing for user_id, routing in pending if user_id == user.pk]
@@ -247,16 +247,19 @@ def resend_decision(answer: Answer) -> Decision | None:
     return None
 
 
-def stream_escalation(answer: Answer) -> Iterator[tuple[str, str]]:
-    """Send the stored decision's payload to the large model and stream its answer, yielding
-    ("status"|"token", text). Only one stream may run an escalation (like stream_answer)."""
+def stream_escalation(answer: Answer, *, decide_again: bool = True) -> Iterator[tuple[str, str]]:
+    """Send the decision's payload to the large model and stream its answer, yielding
+    ("status"|"token", text). Only one stream may run an escalation (like stream_answer). The
+    decision is made again first, under everything as it is now (resend_decision);
+    `decide_again=False` only for `evaluate routing`, whose decision under the policy it measures
+    was made a moment before and is not the one in force."""
     claimed = Answer.objects.filter(pk=answer.pk, escalation_state=EscalationState.PENDING).update(
         escalation_state=EscalationState.STREAMING
     )
     if not claimed:
         return
     answer.refresh_from_db()
-    decision = resend_decision(answer)
+    decision = resend_decision(answer) if decide_again else Routing.load(answer.routing)
     if decision is None:
         yield "status", answer.routing["notice"]
         return

@@ -331,7 +331,7 @@ def evaluate_routing(
                 retrieval_ms=local.retrieval_ms,
             )
             escalate.apply(large, forced)
-            for _ in escalate.stream_escalation(large):
+            for _ in escalate.stream_escalation(large, decide_again=False):
                 pass
             large.refresh_from_db()
             # time of the large answer: retrieval, then the large model (the local step is not needed)

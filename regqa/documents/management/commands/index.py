@@ -1,24 +1,27 @@
-"""Index maintenance: `index check` compares the FAISS index with the database; `index rebuild`
-rebuilds it from the embeddings stored with each passage; `index reembed` re-encodes every passage
-with the configured embedding model (after changing REGQA_EMBEDDING_MODEL) and rebuilds; `index
-rechunk` cuts every ready document's stored pages into passages again with the current
-REGQA_CHUNK_WORDS / REGQA_CHUNK_OVERLAP (old passages are retired, so old answers still open them)."""
+"""Index maintenance: `index check` compares the FAISS index with the database; `index repair`
+adds what it lacks and drops what the database does not serve (make run runs it before starting
+the worker); `index rebuild` rebuilds it from the embeddings stored with each passage; `index
+reembed` re-encodes every passage with the configured embedding model (after changing
+REGQA_EMBEDDING_MODEL) and rebuilds; `index rechunk` cuts every ready document's stored pages into
+passages again with the current REGQA_CHUNK_WORDS / REGQA_CHUNK_OVERLAP (old passages are
+retired, so old answers still open them)."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from regqa.documents.index import check_against_database, rebuild_from_database
+from regqa.documents.index import check_against_database, rebuild_from_database, repair
 
 
 class Command(BaseCommand):
     help = (
-        "check: report passages missing from / extra in the index. rebuild: rebuild it from the database. "
+        "check: report passages missing from / extra in the index. repair: mend those. "
+        "rebuild: rebuild it from the database. "
         "reembed: re-encode every passage. rechunk: cut documents into passages again with the current settings."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["check", "rebuild", "reembed", "rechunk"])
+        parser.add_argument("action", choices=["check", "repair", "rebuild", "reembed", "rechunk"])
         parser.add_argument("--document", type=int, action="append", help="rechunk only this document id (repeatable)")
 
     def handle(self, *args, action: str, **options):
@@ -31,6 +34,10 @@ class Command(BaseCommand):
 
             count = reembed_library()
             self.stdout.write(f"Re-embedded {count} live passages with {model_path()} and rebuilt the index.")
+            return
+        if action == "repair":
+            added, removed = repair()
+            self.stdout.write(f"Index repaired: {added} passages added, {removed} removed.")
             return
         if action == "rebuild":
             count = rebuild_from_database()
