@@ -121,9 +121,10 @@ def test_admin_uploads_two_pdfs_and_watches_them_become_ready(live_server, users
     try:
         # progress shows while they are ingested, without reloading the page
         page.wait_for_selector("#documents progress", timeout=60_000)
-        page.wait_for_function(
-            "document.querySelectorAll('#documents tr[data-status=ready]').length === 2", timeout=180_000
-        )
+        # a locator assertion, not wait_for_function: the page's Content-Security-Policy forbids eval
+        from playwright.sync_api import expect
+
+        expect(page.locator("#documents tr[data-status=ready]")).to_have_count(2, timeout=180_000)
     finally:
         stop.set()
         worker.join()
