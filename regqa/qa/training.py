@@ -506,8 +506,8 @@ def train_bundle(
         )
         step(90, "Training the answer decision on the held-out rankings")
         decision, figures["decision"] = train_decision(rows)
-        labelled = (about or {}).get("labelled_questions", len(questions))
-        if decision is not None and not labelled:
+        real_questions = (about or {}).get("labelled_questions", len(questions))
+        if decision is not None and not real_questions:
             # Written questions are easier than real ones: a threshold chosen on them declined 28.6%
             # of FinTextQA's real answerable questions, against 14.3% for the decision trained on
             # another regulator's real questions (docs/benchmarks.md). Kept for its figures only.
