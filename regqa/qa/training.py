@@ -509,8 +509,8 @@ def train_bundle(
         real_questions = (about or {}).get("labelled_questions", len(questions))
         if decision is not None and not real_questions:
             # Written questions are easier than real ones: a threshold chosen on them declined 28.6%
-            # of FinTextQA's real answerable questions, against 14.3% for the decision trained on
-            # another regulator's real questions (docs/benchmarks.md). Kept for its figures only.
+            # of FinTextQA's real answerable questions, against 18.4% for the decision trained on
+            # another regulator's real questions, same bundle (docs/benchmarks.md). Kept for its figures only.
             decision["used"] = False
             figures["decision"]["used"] = False
             figures["decision"]["why_not_used"] = (
