@@ -331,8 +331,14 @@ def active() -> DecisionModel | None:
     its file changes), else None."""
     learned = active_ranker()
     if learned is not None and learned.decision is not None and learned.decision.get("used", True):
-        return DecisionModel.from_json(learned.decision) | learned.bundle.label
+        key = (learned.bundle.pk, learned.bundle.created_at.isoformat())  # as bundle.active_ranker caches it
+        if key not in _bundle_models:
+            _bundle_models[key] = DecisionModel.from_json(learned.decision) | learned.bundle.label
+        return _bundle_models[key]
     return trained()
+
+
+_bundle_models: dict[tuple[int, str], DecisionModel] = {}  # parsed once per loaded bundle, not per question
 
 
 def trained() -> DecisionModel | None:
