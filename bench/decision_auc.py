@@ -44,7 +44,7 @@ def main() -> None:
     rows = []
     for e in examples:
         q, passages = by_qid[e.qid], e.passages
-        with llm.generation_lock:
+        with llm.slots:
             p_yes = answerability(q.question, passages)
         rows.append({"qid": e.qid, "source": e.source, "stated": e.stated, "p_yes": p_yes, "signals": e.signals})
         print(f"{len(rows):3d}/{len(examples)} {e.source:10} stated={e.stated} p_yes={p_yes:.3f}", flush=True)

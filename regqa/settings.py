@@ -119,6 +119,32 @@ SYNTHETIC_MODEL_PATH = Path(_synthetic).expanduser() if _synthetic else None
 # llama.cpp's flash attention: about 6% faster prompt processing on 2 cores (bench/prompt_speed.py).
 LLM_FLASH_ATTENTION = env_bool("REGQA_LLM_FLASH_ATTENTION", True)
 
+# The local model from a model server instead of this process: an OpenAI-compatible endpoint on
+# the institution's network (llama.cpp's llama-server with parallel slots, vLLM, Ollama,
+# llama_cpp.server), so web processes load no model and several answers are written at once.
+# Empty (the default): the GGUF file above runs in this process, one answer at a time.
+LLM_BASE_URL = env_str("REGQA_LLM_BASE_URL", "").rstrip("/")
+if LLM_BASE_URL and not LLM_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"REGQA_LLM_BASE_URL must start with http:// or https://, not {LLM_BASE_URL!r}")
+LLM_SERVER_MODEL = env_str("REGQA_LLM_SERVER_MODEL", "local")  # the model name the server knows
+LLM_API_KEY = env_str("REGQA_LLM_API_KEY", "")
+_key_file = env_str("REGQA_LLM_API_KEY_FILE", "")
+if _key_file:
+    try:
+        LLM_API_KEY = Path(_key_file).expanduser().read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"REGQA_LLM_API_KEY_FILE {_key_file!r} cannot be read: {exc}") from None
+LLM_TIMEOUT = env_float("REGQA_LLM_TIMEOUT", 300.0)
+if LLM_TIMEOUT <= 0:
+    raise ImproperlyConfigured("REGQA_LLM_TIMEOUT must be a positive number of seconds")
+# Answers written at once through the server (its parallel slots); the in-process model writes one.
+LLM_PARALLEL = env_int("REGQA_LLM_PARALLEL", 2, minimum=1) if LLM_BASE_URL else 1
+# How the server is told the reply's JSON schema: "json_schema" (the OpenAI form: llama-server,
+# vLLM, Ollama) or "json_object" (llama-cpp-python's llama_cpp.server: {"type", "schema"}).
+LLM_JSON_FORMAT = env_str("REGQA_LLM_JSON_FORMAT", "json_schema")
+if LLM_JSON_FORMAT not in ("json_schema", "json_object"):
+    raise ImproperlyConfigured(f"REGQA_LLM_JSON_FORMAT must be json_schema or json_object, not {LLM_JSON_FORMAT!r}")
+
 # The large model for escalation: any OpenAI-compatible chat-completions endpoint (a hosted API,
 # vLLM, llama.cpp's server). Empty base URL: no large model, escalation is refused with that reason.
 # The API key comes from the environment or a file; it is never stored in the database or logs.

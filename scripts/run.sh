@@ -13,16 +13,31 @@ if [[ -z "${REGQA_SECRET_KEY:-}" ]]; then
   export REGQA_SECRET_KEY=$(cat "$key_file")
 fi
 
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
 bash scripts/ocr-deps.sh
-$PY manage.py migrate --noinput | grep -v '^  Applying' || true
+# REGQA_LLM_SERVER=on: the answering model from llama_cpp.server on 127.0.0.1 instead of this
+# process (the served path of README "Answers from a model server", on one machine).
+if [[ "${REGQA_LLM_SERVER:-off}" == "on" && -z "${REGQA_LLM_BASE_URL:-}" ]]; then
+  llm_port=${REGQA_LLM_PORT:-8002}
+  llm_gguf=$($PY manage.py shell --no-imports -c 'from django.conf import settings; print(settings.LLM_MODEL_PATH)')
+  $PY -m llama_cpp.server --model "$llm_gguf" --model_alias local --host 127.0.0.1 --port "$llm_port" \
+    --n_ctx 4096 --n_threads 2 --n_threads_batch 2 --flash_attn True --verbose False &
+  pids+=($!)
+  export REGQA_LLM_BASE_URL="http://127.0.0.1:$llm_port/v1" REGQA_LLM_SERVER_MODEL=local
+  export REGQA_LLM_JSON_FORMAT=json_object REGQA_LLM_PARALLEL=${REGQA_LLM_PARALLEL:-1}  # it writes one at a time
+  for _ in $(seq 120); do curl -fs "$REGQA_LLM_BASE_URL/models" >/dev/null && break; sleep 1; done
+  echo "Answering model: $(basename "$llm_gguf") served at $REGQA_LLM_BASE_URL"
+fi
+$PY manage.py check            # one clear error for a bad setup (e.g. a model server that is down)
+$PY manage.py migrate --noinput --skip-checks | grep -v '^  Applying' || true
 $PY manage.py audit init-key   # the key that seals the audit trail: outside the database
 $PY manage.py bootstrap --demo-users
 $PY manage.py ingest_pdfs fixtures/pdfs
 $PY manage.py index repair      # index writes follow their commits: mend any a crash cut between the two
 
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
 $PY manage.py db_worker --interval 1 &
 pids+=($!)
 # The large model for escalation. Point REGQA_LARGE_LLM_BASE_URL at a real OpenAI-compatible
@@ -32,7 +47,7 @@ if [[ -z "${REGQA_LARGE_LLM_BASE_URL:-}" && "${REGQA_LARGE_SERVER:-on}" != "off"
   large_port=${REGQA_LARGE_PORT:-8001}
   large_gguf=${REGQA_LARGE_GGUF:-$($PY manage.py shell --no-imports -c 'from django.conf import settings; print(settings.LLM_MODEL_PATH)')}
   $PY -m llama_cpp.server --model "$large_gguf" --model_alias large --host 127.0.0.1 --port "$large_port" \
-    --n_ctx 4096 --n_threads 2 --n_threads_batch 2 --verbose False &
+    --n_ctx 4096 --n_threads 2 --n_threads_batch 2 --flash_attn True --verbose False &
   pids+=($!)
   export REGQA_LARGE_LLM_BASE_URL="http://127.0.0.1:$large_port/v1" REGQA_LARGE_LLM_MODEL=large
   echo "Large model for escalation: $(basename "$large_gguf") at $REGQA_LARGE_LLM_BASE_URL"

@@ -117,7 +117,7 @@ def llama_server():
     if not model.is_file():
         pytest.fail(f"{model} does not exist: run `make setup` (make test does).")
     try:
-        with serve(model) as url:
+        with serve(model, flash_attention=settings.LLM_FLASH_ATTENTION) as url:
             yield url
     except ServerFailed as exc:
         pytest.fail(str(exc))

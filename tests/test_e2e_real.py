@@ -125,7 +125,7 @@ def test_the_default_model_tells_a_question_its_passages_answer_from_one_they_do
     assert answer.citations and answer.verification["status"] in ("verified", "partial")
 
     passages = [p for p in answer.passages if p["sent_to_model"]]
-    with llm.generation_lock:
+    with llm.slots:
         stated = answering.answerability(answer.question, passages)
         unrelated = answering.answerability("In which year did the Kansas City Fed open its Denver branch?", passages)
     assert 0.0 <= unrelated < 0.5 <= stated <= 1.0

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from regqa.roles import role_of
@@ -17,6 +17,7 @@ from . import anchor
 from .models import AuditEvent, EventKind
 
 GENESIS = "0" * 64
+CHAIN_LOCK = 0x52_45_47_51_41  # "REGQA": the advisory lock that serialises appends on PostgreSQL
 
 
 def entry_fields(event: AuditEvent) -> dict:
@@ -43,11 +44,16 @@ def compute_hash(event: AuditEvent) -> str:
 
 
 def record(kind: EventKind, summary: str, *, user=None, actor: str = "", data: dict | None = None) -> AuditEvent:
-    """Append one event. Writers are serialised (row lock on the last entry; SQLite's
-    IMMEDIATE transactions serialise them anyway), so the chain never forks."""
+    """Append one event. Writers are serialised, so the chain never forks or loses an entry: on
+    PostgreSQL by a transaction-scoped advisory lock taken before the last entry is read (a row
+    lock alone is not enough: a writer that waited on it would still read the entry it waited
+    for, not the one written meanwhile); SQLite allows one writing transaction at a time anyway."""
     kind = EventKind(kind)  # a kind that is not listed is a programming error: fail loudly
     with transaction.atomic():
-        last = AuditEvent.objects.select_for_update().order_by("-seq").only("seq", "hash").first()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK])
+        last = AuditEvent.objects.order_by("-seq").only("seq", "hash").first()
         event = AuditEvent(
             seq=(last.seq + 1) if last else 1,
             created_at=timezone.now(),

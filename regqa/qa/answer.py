@@ -39,7 +39,9 @@ def warm_up() -> None:
     index.get_index().current()
     lexical.get_lexical_index().search("warm-up", 1)
     try:
-        llm.get_model()
+        model = llm.get_model()
+        if isinstance(model, llm.ServerModel):
+            model.check()
     except llm.ModelUnavailable as exc:
         log.error("%s", exc)  # questions will say so too; the rest of the app still works
 
@@ -47,7 +49,7 @@ def warm_up() -> None:
 def answerability(question: str, passages: list[dict[str, Any]]) -> float | None:
     """The local model's probability that the passages state the answer (None if it cannot
     tell: a model without a chat template, or a failure, which must not cost the answer).
-    The caller holds the generation lock."""
+    The caller holds one of the model's slots."""
     messages = prompts.answerability_messages(question, passages)
     model = llm.get_model()
     try:
@@ -164,9 +166,13 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
     retrieval_ms = answer.retrieval_ms or 0.0
     answerable: float | None = None
     try:
-        if not llm.generation_lock.acquire(blocking=False):
-            yield "status", "Waiting for the model: another answer is being written."
-            llm.generation_lock.acquire()
+        waiting = llm.slots.wait()
+        try:
+            for place in waiting:
+                ahead = "the next answer" if place == 1 else f"number {place} in the queue"
+                yield "status", f"Waiting for the model: other answers are being written; yours is {ahead}."
+        finally:
+            waiting.close()  # a browser gone while waiting leaves the queue
         try:
             model = llm.get_model()
             # the draft first, so the analyst reads it sooner; it is labelled a draft until checked
@@ -185,7 +191,7 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
                 yield "status", "Asking the model whether the passages state the answer..."
                 answerable = answerability(answer.question, sent)
         finally:
-            llm.generation_lock.release()
+            llm.slots.release()
         text, cited, found = llm.parse_model_output("".join(raw), "".join(pieces)) if raw else ("", [], False)
         if text:
             yield "status", "Checking the citations..."

@@ -24,11 +24,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(model: Path, threads: int = 2, context: int = 4096, timeout: float = 120) -> Iterator[str]:
-    """Run the server while the block runs; yields its base URL (".../v1"), model alias "large"."""
+def serve(
+    model: Path, threads: int = 2, context: int = 4096, timeout: float = 120, flash_attention: bool = True
+) -> Iterator[str]:
+    """Run the server while the block runs; yields its base URL (".../v1"), model alias "large".
+    Flash attention as in the in-process model (REGQA_LLM_FLASH_ATTENTION), so both compute the
+    same logits (it moves P(yes) by a few hundredths)."""
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "large"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(context)]
+    command += ["--flash_attn", str(flash_attention)]
     command += ["--n_threads", str(threads), "--n_threads_batch", str(threads), "--verbose", "False"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/v1"

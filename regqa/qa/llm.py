@@ -1,8 +1,10 @@
 """The local language model behind one small interface, `LocalModel`.
 
-Today the in-process llama.cpp model (`LlamaCppModel`) implements it; an OpenAI-compatible model
-server will implement the same two calls. This module loads and runs models; it builds no prompt
-(prompts.py) and decides nothing about answers (decision.py).
+Two implementations: the in-process llama.cpp model (`LlamaCppModel`, the zero-configuration
+default) and a model server speaking the OpenAI API (`ServerModel`, when REGQA_LLM_BASE_URL is
+set), so web processes need not load a model and several answers are written at once. This module
+loads and runs models; it builds no prompt (prompts.py) and decides nothing about answers
+(decision.py).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import jiter
 import numpy as np
+import openai
 from django.conf import settings
 
 from .citations import cite, cited_numbers
@@ -36,6 +40,10 @@ integer ::= ([0-9] | [1-9] [0-9]*) space
 boolean ::= ("true" | "false") space
 space ::= " "?
 """
+
+# The first reply tokens that say yes or no, read by both models for P(yes).
+YES_TOKENS = ("yes", "Yes", " yes", " Yes")
+NO_TOKENS = ("no", "No", " no", " No")
 
 
 class ModelUnavailable(Exception):
@@ -166,20 +174,170 @@ class LlamaCppModel:
             ids = {llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words}
             return float(sum(probs[i] for i in ids))
 
-        yes, no = mass(("yes", "Yes", " yes", " Yes")), mass(("no", "No", " no", " No"))
+        yes, no = mass(YES_TOKENS), mass(NO_TOKENS)
+        return yes / (yes + no) if yes + no > 0 else 0.5
+
+
+class ServerModel:
+    """The local model served by an OpenAI-compatible server (REGQA_LLM_BASE_URL): the same calls
+    through chat completions. The reply's JSON is constrained by the server from the schema
+    (response_format), and P(yes) is read from the first token's top log-probabilities: the
+    ratio P(yes) / (P(yes) + P(no)) does not depend on the tokens left out of the top 20, so it
+    equals the in-process value whenever both words are among them (tests/test_model_server.py
+    compares the two on the same GGUF file)."""
+
+    def __init__(self, base_url: str, model: str, api_key: str = "", timeout: float = 300.0) -> None:
+        self.base_url = base_url
+        self.name = model
+        self.sha256 = ""  # a server does not say which file it runs
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout, max_retries=0)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _unavailable(self, exc: Exception) -> ModelUnavailable:
+        if isinstance(exc, openai.APITimeoutError):
+            why = "did not answer in time"
+        elif isinstance(exc, openai.APIConnectionError):
+            why = "cannot be reached"
+        elif isinstance(exc, openai.APIStatusError):
+            why = f"refused the request (HTTP {exc.status_code}: {str(exc.message)[:300]})"
+        else:
+            why = f"failed: {exc}"
+        return ModelUnavailable(f"The model server at {self.base_url} {why}.")
+
+    def check(self) -> None:
+        """Raise ModelUnavailable unless the server answers and knows the model's name."""
+        try:
+            served = [m.id for m in self.client.models.list(timeout=10)]
+        except openai.OpenAIError as exc:
+            raise self._unavailable(exc) from exc
+        if served and self.name not in served:
+            raise ModelUnavailable(
+                f"The model server at {self.base_url} serves {', '.join(served)}, not {self.name!r}: "
+                "set REGQA_LLM_SERVER_MODEL to one of them."
+            )
+
+    def _create(self, messages: list[Message], **options: Any) -> Any:
+        try:
+            messages_: Any = messages  # plain role/content dicts, as the OpenAI types describe them
+            return self.client.chat.completions.create(model=self.name, messages=messages_, temperature=0.0, **options)
+        except openai.OpenAIError as exc:
+            raise self._unavailable(exc) from exc
+
+    def stream_json(self, messages: list[Message]) -> Iterator[str]:
+        if settings.LLM_JSON_FORMAT == "json_object":  # llama-cpp-python's server
+            response_format: dict[str, Any] = {"type": "json_object", "schema": ANSWER_SCHEMA}
+        else:
+            response_format = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}}
+        stream = self._create(
+            messages,
+            max_tokens=settings.LLM_MAX_ANSWER_TOKENS,
+            stream=True,
+            extra_body={"response_format": response_format, "repeat_penalty": 1.1},
+        )
+        try:
+            for chunk in stream:
+                if chunk.choices:
+                    yield chunk.choices[0].delta.content or ""
+        except openai.OpenAIError as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            stream.close()  # a stream stopped early (the browser left) frees the server's slot
+
+    def write(self, messages: list[Message], max_tokens: int) -> str:
+        reply = self._create(messages, max_tokens=max_tokens, extra_body={"repeat_penalty": 1.1})
+        return reply.choices[0].message.content or ""
+
+    def yes_probability(self, messages: list[Message]) -> float | None:
+        reply = self._create(messages, max_tokens=1, logprobs=True, top_logprobs=20)
+        logprobs = reply.choices[0].logprobs
+        if logprobs is None or not logprobs.content:
+            return None  # this server gives no log-probabilities
+        top = {t.token: math.exp(t.logprob) for t in logprobs.content[0].top_logprobs}
+        yes = sum(top.get(token, 0.0) for token in YES_TOKENS)
+        no = sum(top.get(token, 0.0) for token in NO_TOKENS)
         return yes / (yes + no) if yes + no > 0 else 0.5
 
 
 # ---------------------------------------------------------------------------------------------
-# The process's model: loaded once, used by one answer at a time.
+# The process's model: loaded once; answers take one of REGQA_LLM_PARALLEL slots while it writes
+# (one for the in-process model, the server's parallel slots for a model server).
+
+
+class Slots:
+    """At most `size` writers at once; the others wait in order of arrival and can learn their
+    place in the queue (the page tells the analyst)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.busy = 0
+        self.queue: list[object] = []
+        self.changed = threading.Condition()
+
+    def wait(self, poll: float = 1.0) -> Generator[int]:
+        """Take a slot. While waiting, yield the answer's place in the queue (1: next) at once and
+        then every `poll` seconds, so a stream can tell the analyst and notice a browser that has
+        gone; closing the generator while waiting leaves the queue."""
+        ticket = object()
+        with self.changed:
+            self.queue.append(ticket)
+        taken = False
+        try:
+            while True:
+                with self.changed:
+                    if self._take(ticket):
+                        taken = True
+                        return
+                    place = self.queue.index(ticket)
+                yield place + 1
+                with self.changed:
+                    if not self._take(ticket):
+                        self.changed.wait(poll)
+                    else:
+                        taken = True
+                        return
+        finally:
+            if not taken:
+                with self.changed:
+                    self.queue.remove(ticket)
+                    self.changed.notify_all()
+
+    def _take(self, ticket: object) -> bool:
+        """Under the lock: take a slot if this ticket is first and one is free."""
+        if self.queue[0] is not ticket or self.busy >= self.size:
+            return False
+        self.queue.pop(0)
+        self.busy += 1
+        self.changed.notify_all()
+        return True
+
+    def acquire(self) -> None:
+        for _ in self.wait():
+            pass
+
+    def release(self) -> None:
+        with self.changed:
+            self.busy -= 1
+            self.changed.notify_all()
+
+    def __enter__(self) -> Slots:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
 
 _load_lock = threading.Lock()
-generation_lock = threading.Lock()  # held while a model writes; a second answer waits for it
+slots = Slots(settings.LLM_PARALLEL)  # held while a model writes; a further answer waits its turn
 _model: LocalModel | None = None
 
 
 def model_name() -> str:
     """The configured model's name (known before it is loaded)."""
+    if settings.LLM_BASE_URL:
+        return settings.LLM_SERVER_MODEL
     return Path(settings.LLM_MODEL_PATH).name
 
 
@@ -192,8 +350,16 @@ def get_model() -> LocalModel:
     global _model
     with _load_lock:
         if _model is None:
-            _model = LlamaCppModel(Path(settings.LLM_MODEL_PATH))
+            _model = configured_model()
         return _model
+
+
+def configured_model() -> LocalModel:
+    """The model the settings name: a model server if REGQA_LLM_BASE_URL is set, else the GGUF
+    file in this process."""
+    if settings.LLM_BASE_URL:
+        return ServerModel(settings.LLM_BASE_URL, settings.LLM_SERVER_MODEL, settings.LLM_API_KEY, settings.LLM_TIMEOUT)
+    return LlamaCppModel(Path(settings.LLM_MODEL_PATH))
 
 
 def get_model_if_loaded() -> LocalModel | None:
@@ -211,7 +377,7 @@ def load(path: Path) -> LocalModel:
 def use_model(path: Path) -> None:
     """Switch the process to another GGUF file (the evaluation compares models in one run)."""
     global _model
-    with _load_lock, generation_lock:
+    with _load_lock, slots:
         if isinstance(_model, LlamaCppModel):
             _model.close()
         _model = None

@@ -97,7 +97,7 @@ def generate(record: RetrievalBundle, *, progress: Callable[[int, str], None] | 
             }
             started = time.perf_counter()
             assert model is not None
-            with llm.generation_lock:
+            with llm.slots:
                 reply = model.write(prompts.question_writer_messages(passage), QUESTION_TOKENS)
             seconds = time.perf_counter() - started
             times.append(seconds)
