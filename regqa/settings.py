@@ -329,7 +329,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"), conn_max_age=60)
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", "") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}", conn_max_age=60
+    )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker write concurrently: wait for locks instead of failing.
@@ -338,6 +340,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+
+# The vector index: "auto" (pgvector when the database is PostgreSQL, else FAISS), "faiss", "pgvector".
+VECTOR_INDEX = env_str("REGQA_VECTOR_INDEX", "auto")
+if VECTOR_INDEX not in ("auto", "faiss", "pgvector"):
+    raise ImproperlyConfigured(f"REGQA_VECTOR_INDEX must be auto, faiss or pgvector, not {VECTOR_INDEX!r}")
+if VECTOR_INDEX == "pgvector" and DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    raise ImproperlyConfigured("REGQA_VECTOR_INDEX=pgvector needs a PostgreSQL DATABASE_URL")
 
 TASKS = {
     "default": {

@@ -105,17 +105,19 @@ def test_pdf_with_an_empty_user_password_is_read(fake_embedder, tmp_path, settin
 def test_failed_document_can_be_retried_after_the_cause_is_fixed(fake_embedder, monkeypatch):
     from django.core.files.base import ContentFile
 
-    from regqa.documents import embed, ingest
+    from regqa.documents import embed
 
     document = Document.objects.create(title="flaky", sha256="f" * 64)
     document.file.save("flaky.pdf", ContentFile(make_pdf([GOOD_TEXT])))
-    monkeypatch.setattr(ingest.index.VectorIndex, "add", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    engine = type(index.get_index())  # FAISS, or pgvector when the suite runs on PostgreSQL
+    monkeypatch.setattr(engine, "add", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
         ingest_document(document.pk)
     document.refresh_from_db()
     assert document.status == Document.Status.FAILED and "disk full" in document.status_detail
-    # the index is written after the passages' transaction commits: its failure leaves the document
-    # failed (never searched: retrieval serves ready documents only) and the index without them
+    # FAISS is written after the passages' transaction commits, pgvector inside it: either way its
+    # failure leaves the document failed (never searched: retrieval serves ready documents only)
+    # and the index without them
     assert not index.get_index().ids() & set(document.chunks.values_list("pk", flat=True))
     monkeypatch.undo()
     monkeypatch.setattr(embed, "embed_passages", __import__("tests.fakes").fakes.hashed_embedding)

@@ -52,20 +52,21 @@ def test_check_finds_drift_and_rebuild_repairs_it(fake_embedder):
     from django.core.management.base import CommandError
 
     from regqa.documents import index
-    from regqa.documents.models import Chunk
+    from regqa.documents.models import Chunk, Document
 
     from .factories import ChunkFactory
 
     chunks = [ChunkFactory(embedding=unit(1, seed=i)[0].tobytes()) for i in range(4)]
     index.get_index().add([c.pk for c in chunks[:3]], unit(3))  # one passage never reached the index
-    index.get_index().add([999], unit(1))  # and one stale id is left behind
+    stale = ChunkFactory(document__status=Document.Status.FAILED)
+    index.get_index().add([stale.pk], unit(1))  # and one that is not live is left behind
     with pytest.raises(CommandError, match="1 passage\\(s\\) missing .* 1 in the index but not live"):
         call_command("index", "check")
     out = io.StringIO()
     call_command("index", "rebuild", stdout=out)
     assert "4 passages" in out.getvalue()
     call_command("index", "check", stdout=io.StringIO())
-    assert index.get_index().ids() == set(Chunk.objects.values_list("pk", flat=True))
+    assert index.get_index().ids() == set(Chunk.objects.exclude(pk=stale.pk).values_list("pk", flat=True))
     # rebuilt from the stored embeddings: each passage finds itself
     assert index.get_index().search(unit(1, seed=2)[0], 1)[0][0] == chunks[2].pk
 

@@ -198,6 +198,7 @@ def test_near_duplicate_passages_collapse_into_one_result_naming_every_source(co
     assert len(found) == 3  # the freed slot goes to the next passage
 
 
+@pytest.mark.django_db(transaction=True)  # the real worker closes old connections, as in production
 def test_train_retrieval_command_and_the_admin_page(corpus, tmp_path, client_for, django_capture_on_commit_callbacks):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("\n".join(json.dumps({"qid": q.qid, "question": q.question, "gold": q.gold}) for q in corpus))

@@ -110,6 +110,7 @@ def test_a_model_that_cannot_load_fails_the_bundle_and_keeps_what_was_written(co
     assert bundle.active() is None
 
 
+@pytest.mark.django_db(transaction=True)  # the real worker closes old connections, as in production
 def test_the_page_starts_and_resumes_written_question_training(
     corpus, fake_llm, client_for, django_capture_on_commit_callbacks
 ):

@@ -1,4 +1,9 @@
-"""The FAISS vector index on local disk, keyed by Chunk primary key.
+"""The vector index of passages, keyed by Chunk primary key, behind one interface with two
+engines: FAISS on local disk (the default, with SQLite) and pgvector inside PostgreSQL (when the
+database is PostgreSQL, or REGQA_VECTOR_INDEX=pgvector), so that any number of web and worker
+processes on any machines share one index, written in the same transactions as the passages.
+
+FAISS (VectorIndex): keyed by Chunk primary key.
 
 Several processes use it: the worker writes (ingestion), the web server reads (questions).
 Writers take an exclusive file lock, load the latest file, change it and replace the file
@@ -21,6 +26,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 from django.conf import settings
+from django.db import connection, transaction
+from pgvector import Vector
 
 from .embed import DIMENSIONS
 from .models import Chunk, Document
@@ -35,7 +42,12 @@ class VectorIndex:
         self._stamp: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
 
+    transactional = False  # written after the passages' transaction commits (ingest.IndexChanges)
+
     # -- reading ------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        self.current()
+
     def _empty(self) -> faiss.Index:
         return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimensions))
 
@@ -124,8 +136,91 @@ class VectorIndex:
                 index.add_with_ids(np.ascontiguousarray(vectors, dtype="float32"), np.asarray(ids, dtype="int64"))
 
 
+class PgVectorIndex:
+    """Passage vectors in a `vector(384)` column of the passages' own table, with an HNSW index
+    for inner product (migration documents 0006, PostgreSQL only, so the Django model does not
+    declare the column). A chunk is in the index when its column is set. Writes belong to the
+    caller's transaction: the passages and their vectors commit or roll back together."""
+
+    transactional = True
+
+    def __init__(self, dimensions: int = DIMENSIONS, ef_search: int = 200) -> None:
+        self.dimensions = dimensions
+        self.ef_search = ef_search  # HNSW candidates per search: recall against exact search
+
+    def warm_up(self) -> None:
+        len(self)
+
+    def search(self, vector: np.ndarray, k: int, only: list[int] | None = None) -> list[tuple[int, float]]:
+        """As VectorIndex.search. `only` is applied during the HNSW scan (pgvector's iterative
+        scan keeps looking until k rows pass the filter), then the rows are ordered exactly."""
+        if k <= 0 or (only is not None and not only):
+            return []
+        query = Vector(np.asarray(vector, dtype="float32").reshape(-1)).to_text()
+        where, allowed = "vector IS NOT NULL", []
+        if only is not None:
+            where += " AND id = ANY(%s)"
+            allowed.append(list(only))
+        sql = (
+            f"SELECT id, score FROM (SELECT id, -(vector <#> %s::vector) AS score FROM documents_chunk "
+            f"WHERE {where} ORDER BY vector <#> %s::vector LIMIT %s) hits ORDER BY score DESC, id"
+        )
+        with transaction.atomic(), connection.cursor() as cursor:  # SET LOCAL lasts for this transaction
+            cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(self.ef_search, k)])
+            cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            cursor.execute(sql, [query, *allowed, query, k])
+            return [(int(i), float(score)) for i, score in cursor.fetchall()]
+
+    def __len__(self) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM documents_chunk WHERE vector IS NOT NULL")
+            return int(cursor.fetchone()[0])
+
+    def ids(self) -> set[int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM documents_chunk WHERE vector IS NOT NULL")
+            return {int(row[0]) for row in cursor.fetchall()}
+
+    def add(self, ids: list[int], vectors: np.ndarray, batch: int = 1000) -> None:
+        if not ids:
+            return
+        vectors = np.asarray(vectors, dtype="float32")
+        if vectors.shape != (len(ids), self.dimensions):
+            raise ValueError(f"expected {len(ids)} x {self.dimensions} vectors, got {vectors.shape}")
+        with transaction.atomic(), connection.cursor() as cursor:
+            for start in range(0, len(ids), batch):
+                texts = [Vector(row).to_text() for row in vectors[start : start + batch]]
+                cursor.execute(
+                    "UPDATE documents_chunk SET vector = data.v::vector FROM "
+                    "(SELECT unnest(%s::bigint[]) AS id, unnest(%s::text[]) AS v) data "
+                    "WHERE documents_chunk.id = data.id",
+                    [list(ids[start : start + batch]), texts],
+                )
+
+    def remove(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE documents_chunk SET vector = NULL WHERE id = ANY(%s)", [list(ids)])
+
+    def rebuild(self, ids: list[int], vectors: np.ndarray) -> None:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("UPDATE documents_chunk SET vector = NULL WHERE vector IS NOT NULL")
+            self.add(ids, vectors)
+
+
+def engine() -> str:
+    """ "pgvector" or "faiss": REGQA_VECTOR_INDEX, or by the database ("auto")."""
+    if settings.VECTOR_INDEX != "auto":
+        return settings.VECTOR_INDEX
+    return "pgvector" if connection.vendor == "postgresql" else "faiss"
+
+
 @cache
-def get_index() -> VectorIndex:
+def get_index() -> VectorIndex | PgVectorIndex:
+    if engine() == "pgvector":
+        return PgVectorIndex()
     return VectorIndex(settings.INDEX_DIR)
 
 

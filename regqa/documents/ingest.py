@@ -239,22 +239,28 @@ def store_chunks(
             chunk_count=len(chunks),
             ingested_at=timezone.now(),
         )
-    changes.apply()
+        changes.apply(committed=False)
+    changes.apply(committed=True)
     return len(chunks)
 
 
 class IndexChanges:
-    """Index writes collected inside a transaction and applied after it, by the code that owns
-    the transaction, once its block has exited without an error: a rolled-back transaction never
-    leaves the index missing passages, nor holding ones the database does not have. (A process
-    killed between the commit and `apply` leaves the index behind the database: `index repair`,
-    run by `make run` before the worker starts and before every retried ingestion, mends it.)"""
+    """Index writes collected inside a transaction, applied by the code that owns it, which calls
+    `apply` twice: at the end of its block (`committed=False`) and after it has exited without an
+    error (`committed=True`). A transactional index (pgvector: columns of the same rows) takes
+    them the first time, so they commit or roll back with the passages. FAISS takes them the
+    second: a rolled-back transaction never leaves it missing passages, nor holding ones the
+    database does not have. (A process killed between the commit and that second call leaves the
+    FAISS file behind the database: `index repair`, run by `make run` before the worker starts and
+    before every retried ingestion, mends it.)"""
 
     def __init__(self) -> None:
         self.removed: list[int] = []
         self.added: list[tuple[list[int], np.ndarray]] = []
 
-    def apply(self) -> None:
+    def apply(self, *, committed: bool) -> None:
+        if index.get_index().transactional == committed:
+            return  # the other call is this index's
         if self.removed:
             index.get_index().remove(self.removed)
         for ids, vectors in self.added:
@@ -303,8 +309,9 @@ def delete_document(document: Document) -> None:
     with transaction.atomic():
         _remove_chunks(document, changes)
         stored = document.file.name
+        changes.apply(committed=False)
         document.delete()
-    changes.apply()
+    changes.apply(committed=True)
     if stored:
         document.file.storage.delete(stored)
         ocr_copy = str(Path(stored).with_name(Path(stored).stem + ".ocr.pdf"))  # ocr() writes it beside the file
@@ -338,5 +345,6 @@ def rechunk_document(document: Document, words: int | None = None, overlap: int 
         Document.objects.filter(pk=document.pk).update(chunk_count=len(chunks))
         document.chunk_count = len(chunks)
         audit_log.record_document(EventKind.DOCUMENT_RECHUNKED, document, actor="manage.py index rechunk")
-    changes.apply()
+        changes.apply(committed=False)
+    changes.apply(committed=True)
     return len(old), len(chunks)

@@ -36,7 +36,7 @@ log = logging.getLogger("regqa.answer")
 def warm_up() -> None:
     """Load the embedder, both indexes and the local model before the first question needs them."""
     embed.embed_query("warm-up")
-    index.get_index().current()
+    index.get_index().warm_up()
     lexical.get_lexical_index().search("warm-up", 1)
     try:
         model = llm.get_model()
