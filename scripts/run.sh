@@ -38,7 +38,7 @@ $PY manage.py bootstrap --demo-users
 $PY manage.py ingest_pdfs fixtures/pdfs
 $PY manage.py index repair      # index writes follow their commits: mend any a crash cut between the two
 
-$PY manage.py db_worker --interval 1 &
+$PY manage.py worker --interval 1 &   # resumes interrupted ingestions first
 pids+=($!)
 # The large model for escalation. Point REGQA_LARGE_LLM_BASE_URL at a real OpenAI-compatible
 # endpoint to use one; otherwise the demo serves a packaged GGUF model (REGQA_LARGE_GGUF, default:

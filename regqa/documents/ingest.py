@@ -7,9 +7,13 @@ Upload checks are checks.py and upload.py; this module never decides whether a f
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import subprocess
 import time
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -148,15 +152,32 @@ def _set_progress(document_id: int, progress: int, detail: str) -> None:
     Document.objects.filter(pk=document_id).update(progress=progress, status_detail=detail, heartbeat_at=timezone.now())
 
 
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def ingest_document(document_id: int) -> Document:
     """Ingest one uploaded PDF. Input problems end as status FAILED (or NEEDS_OCR) with a reason,
     never a crash. Running it again (a retry after a failure or a killed worker) starts over:
-    `store_chunks` replaces whatever an earlier attempt left."""
+    `store_chunks` replaces whatever an earlier attempt left. A document another worker is
+    ingesting (processing, with a recent heartbeat) is left to it: never ingested twice at once."""
     document = Document.objects.get(pk=document_id)
     retried = document.heartbeat_at is not None  # an earlier attempt ran (and failed or died)
-    Document.objects.filter(pk=document_id).update(
-        status=Document.Status.PROCESSING, progress=1, status_detail="Reading PDF text", heartbeat_at=timezone.now()
+    recent = timezone.now() - timedelta(seconds=settings.INGEST_STALLED_SECONDS)
+    claimed = (
+        Document.objects.filter(pk=document_id)
+        .exclude(status=Document.Status.PROCESSING, heartbeat_at__gte=recent)
+        .update(
+            status=Document.Status.PROCESSING,
+            progress=1,
+            status_detail="Reading PDF text",
+            heartbeat_at=timezone.now(),
+            ingest_worker=worker_name(),
+        )
     )
+    if not claimed:
+        log.info("document %s is being ingested by %s: not started again", document_id, document.ingest_worker)
+        return document
     if retried:
         # A killed worker may have written index entries whose rows it never committed. Only on a
         # retry: with several workers, another one's ingestion is briefly in that state too.
@@ -206,6 +227,59 @@ def ingest_document(document_id: int) -> Document:
         )
         raise
     return Document.objects.get(pk=document_id)
+
+
+def resume_interrupted(actor: str = "worker start") -> list[int]:
+    """Queue again the documents whose ingestion was cut off: processing, but their worker is gone
+    (on this machine: its process no longer runs; elsewhere: no heartbeat for
+    REGQA_INGEST_STALLED_SECONDS), and queued ones no task will ever run. Called when a worker
+    starts (`manage.py worker`), so a restart resumes by itself. Each is audited; with several
+    workers starting at once, each document is queued by one of them. Returns their ids."""
+    from . import tasks  # tasks imports this module
+
+    host = socket.gethostname()
+    stale = timezone.now() - timedelta(seconds=settings.INGEST_STALLED_SECONDS)
+    resumed = []
+    pending = Document.objects.filter(status__in=[Document.Status.PROCESSING, Document.Status.QUEUED])
+    for document in pending.exclude(file=""):  # imported passages have no PDF to ingest again
+        if document.status == Document.Status.QUEUED:
+            if not document.never_scheduled:
+                continue
+        elif not _worker_gone(document.ingest_worker, host) and (document.heartbeat_at or stale) > stale:
+            continue
+        with transaction.atomic():
+            taken = Document.objects.filter(
+                pk=document.pk, status=document.status, ingest_worker=document.ingest_worker
+            ).update(
+                status=Document.Status.QUEUED,
+                progress=0,
+                status_detail="Resumed: its ingestion was interrupted",
+                queued_at=timezone.now(),
+                ingest_worker="",
+            )
+            if not taken:
+                continue  # another worker resumed it first
+            audit_log.record_document(EventKind.DOCUMENT_RETRIED, document, actor=actor)
+            transaction.on_commit(partial(tasks.ingest_document.enqueue, document.pk), robust=True)
+        resumed.append(document.pk)
+    return resumed
+
+
+def _worker_gone(worker: str, host: str) -> bool:
+    """Whether the worker "host:pid" has certainly stopped: it ran on this machine and no process
+    has its pid, or it is this very process (restarted under the same pid, as in a container)."""
+    name, _, pid = worker.rpartition(":")
+    if name != host or not pid.isdigit():
+        return False  # another machine's, or unknown: only its heartbeat can tell
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # a process of another user has that pid now
+    return False
 
 
 def store_chunks(

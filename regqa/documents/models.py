@@ -54,6 +54,9 @@ class Document(models.Model):
     # Written with every progress step: a document "processing" with an old heartbeat lost its
     # worker (killed, crashed) and may be retried.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # "host:pid" of the worker ingesting it: another worker neither starts it again nor, while that
+    # process lives, resumes it (ingest.resume_interrupted)
+    ingest_worker = models.CharField(max_length=200, blank=True)
     # Seconds spent per ingestion step (extract, chunk, embed, index), for the library and bench/.
     timings = models.JSONField(default=dict, blank=True)
 
