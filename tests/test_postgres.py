@@ -14,8 +14,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory):
@@ -76,6 +74,7 @@ print(json.dumps({"errors": errors, "seqs": seqs}))
 """
 
 
+@pytest.mark.slow
 def test_sixteen_concurrent_audit_writers_lose_and_fork_nothing_on_postgresql(migrated):
     url, data_dir = migrated
     result = manage(url, data_dir, "shell", code=WRITERS)
@@ -87,3 +86,11 @@ def test_sixteen_concurrent_audit_writers_lose_and_fork_nothing_on_postgresql(mi
     verified = manage(url, data_dir, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "intact" in (verified.stdout + verified.stderr).lower()
+
+
+@pytest.mark.parametrize("url", ["postgres://regqa@127.0.0.1:1/regqa", "postgres://regqa@/regqa?host=/nonexistent"])
+def test_an_unreachable_database_is_one_clear_error_at_start_up(url, tmp_path):
+    result = manage(url, tmp_path, "check")
+    assert result.returncode == 1
+    assert "(regqa.E002) The database (postgresql at" in result.stderr and "cannot be reached" in result.stderr
+    assert "Traceback" not in result.stderr
