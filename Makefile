@@ -16,11 +16,12 @@ setup:
 models: setup
 	.venv/bin/python scripts/fetch_model.py qwen2.5-coder-1.5b qwen2.5-coder-0.5b smollm2-135m
 
-# The whole suite twice: on SQLite with FAISS, then on PostgreSQL with pgvector.
+# The whole suite on SQLite with FAISS, then every test but the real-model and browser ones again
+# on PostgreSQL with pgvector (`make test-postgres` runs them all there: 21 minutes on 2 cores).
 test: setup
 	bash scripts/test-deps.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
-	bash scripts/with-postgres.sh .venv/bin/python -m pytest $(PYTEST_ARGS)
+	bash scripts/with-postgres.sh .venv/bin/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 test-postgres: setup
 	bash scripts/test-deps.sh
