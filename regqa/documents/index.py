@@ -165,9 +165,12 @@ class PgVectorIndex:
             f"SELECT id, score FROM (SELECT id, -(vector <#> %s::vector) AS score FROM documents_chunk "
             f"WHERE {where} ORDER BY vector <#> %s::vector LIMIT %s) hits ORDER BY score DESC, id"
         )
-        with transaction.atomic(), connection.cursor() as cursor:  # SET LOCAL lasts for this transaction
-            cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(self.ef_search, k)])
-            cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        with transaction.atomic(), connection.cursor() as cursor:  # the settings last for this transaction
+            cursor.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true), "
+                "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                [str(max(self.ef_search, k))],
+            )
             cursor.execute(sql, [query, *allowed, query, k])
             return [(int(i), float(score)) for i, score in cursor.fetchall()]
 
