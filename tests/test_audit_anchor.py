@@ -4,11 +4,9 @@ database, key rotation, and the four attacks of someone with write access to the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from django.urls import reverse
 from regqa.audit import anchor, log
 from regqa.audit.models import AuditEvent
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import processes
 
 
 @pytest.mark.django_db
@@ -95,11 +93,8 @@ def test_the_export_manifest_carries_a_checkpoint_and_entries_their_seals(client
 # The four attacks, on a real database file, checked by `manage.py audit verify` as an auditor would
 
 
-def manage(data_dir: Path, *args: str, code: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGQA_", "DATABASE_URL", "DJANGO_"))}
-    env |= {"REGQA_DATA_DIR": str(data_dir), "REGQA_SECRET_KEY": "test-anchor"}
-    command = [sys.executable, "manage.py", *args] + (["-c", code] if code else [])
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+def manage(data_dir: Path, *args: str, code: str = "") -> subprocess.CompletedProcess:
+    return processes.manage(data_dir, *args, code=code, REGQA_SECRET_KEY="test-anchor")
 
 
 REWRITE = """

@@ -208,30 +208,19 @@ def test_make_reset_refuses_to_delete_a_database_holding_audit_events_without_co
 
 def test_production_settings_pass_check_deploy(tmp_path):
     """The production settings the README documents: `manage.py check --deploy` reports nothing."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from .processes import manage
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGQA_", "DATABASE_URL", "DJANGO_"))}
-    env |= {
-        "REGQA_DATA_DIR": str(tmp_path),
+    production = {
         "REGQA_SECRET_KEY": "k7#Qv9!zR2pL8@wX4mN6&bT1yH3^cJ5sF0*dG-eA_uK+oP=iV-Lw8Zr4Tq2Yx6Nc9Ms3",
         "REGQA_ALLOWED_HOSTS": "regqa.bank.example",
         "REGQA_HTTPS": "1",
         "REGQA_BEHIND_PROXY": "1",
     }
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", **production)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
-    demo = subprocess.run(  # the demo settings are not production ones, and check --deploy says so
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=root, env=env | {"REGQA_HTTPS": "0"}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    # the demo settings are not production ones, and check --deploy says so
+    demo = manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", **(production | {"REGQA_HTTPS": "0"}))
     assert demo.returncode != 0 and "SECURE_SSL_REDIRECT" in demo.stdout + demo.stderr
 
 

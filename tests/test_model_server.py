@@ -5,8 +5,6 @@ P(yes) compared to the in-process model's on the same GGUF file."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,8 +17,7 @@ from regqa.qa.models import Answer
 
 from .conftest import make_pdf
 from .large_server import start_recorder
-
-ROOT = Path(__file__).resolve().parent.parent
+from .processes import manage
 
 
 @pytest.fixture
@@ -149,23 +146,15 @@ def test_an_answer_whose_server_is_down_fails_with_that_message_and_is_audited(r
     monkeypatch.setattr(llm, "_model", None)
 
 
-def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("REGQA_")}
-    environment |= {"REGQA_INSECURE_DEV_KEY": "1", "REGQA_DATA_DIR": env.pop("data_dir")} | env
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
-    )
-
-
 def test_start_up_with_the_model_server_down_is_one_clear_error(tmp_path):
     url = f"http://127.0.0.1:{_closed_port()}/v1"
-    result = _manage("check", data_dir=str(tmp_path), REGQA_LLM_BASE_URL=url)
+    result = manage(tmp_path, "check", REGQA_LLM_BASE_URL=url)
     assert result.returncode == 1
     assert f"(regqa.E001) The model server at {url} cannot be reached." in result.stderr
     assert "Traceback" not in result.stderr
-    bad = _manage("check", data_dir=str(tmp_path), REGQA_LLM_BASE_URL="localhost:8080")
+    bad = manage(tmp_path, "check", REGQA_LLM_BASE_URL="localhost:8080")
     assert bad.returncode == 1 and "REGQA_LLM_BASE_URL must start with http:// or https://" in bad.stderr
-    fine = _manage("check", data_dir=str(tmp_path))  # no server configured: the in-process model
+    fine = manage(tmp_path, "check")  # no server configured: the in-process model
     assert fine.returncode == 0, fine.stderr
 
 

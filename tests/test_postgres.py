@@ -5,14 +5,14 @@ that server, as a deployment would, whatever database the rest of the suite uses
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import processes
+from .processes import ROOT
 
 
 @pytest.fixture(scope="session")
@@ -32,10 +32,7 @@ def postgres_url(tmp_path_factory):
 
 
 def manage(url: str, data_dir: Path, *args: str, code: str = "") -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("REGQA_")}
-    environment |= {"DATABASE_URL": url, "REGQA_INSECURE_DEV_KEY": "1", "REGQA_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "manage.py", *args] + (["-c", code] if code else [])
-    return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600)
+    return processes.manage(data_dir, *args, code=code, timeout=600, DATABASE_URL=url)
 
 
 @pytest.fixture(scope="session")

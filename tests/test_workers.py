@@ -22,9 +22,9 @@ from regqa.audit.models import AuditEvent, EventKind
 from regqa.documents import ingest
 from regqa.documents.models import Document
 
+from . import processes
 from .conftest import PDFS, make_pdf
-
-ROOT = Path(__file__).resolve().parent.parent
+from .processes import ROOT, manage_env
 
 
 def processing(worker: str, heartbeat_ago: float = 0, **fields) -> Document:
@@ -80,11 +80,6 @@ def test_a_worker_resumes_ingestions_whose_worker_is_gone_and_only_those(
     assert ingest.ingest_document(killed_here.pk).status == Document.Status.READY
 
 
-def _env(data_dir: Path) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("REGQA_", "DATABASE_URL"))}
-    return environment | {"REGQA_INSECURE_DEV_KEY": "1", "REGQA_DATA_DIR": str(data_dir)}
-
-
 def _status(data_dir: Path) -> tuple[str, int]:
     with sqlite3.connect(data_dir / "db.sqlite3", timeout=30) as db:
         return db.execute("SELECT status, chunk_count FROM documents_document").fetchone()
@@ -105,12 +100,11 @@ def test_a_worker_killed_mid_ingestion_is_resumed_by_the_next_workers_without_a_
     """Real processes on a real database file: a worker is killed (SIGKILL) while it ingests; two
     workers then start at once, one resumes the document, it is ingested once and becomes ready."""
     manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=_env(tmp_path), check=True, timeout=120)
-    subprocess.run(
-        [*manage, "ingest_pdfs", str(PDFS / "12cfr211.pdf")], cwd=ROOT, env=_env(tmp_path), check=True, timeout=120
-    )
+    for step in (["migrate", "-v0"], ["ingest_pdfs", str(PDFS / "12cfr211.pdf")]):
+        done = processes.manage(tmp_path, *step)
+        assert done.returncode == 0, done.stderr
     worker = [*manage, "worker", "--interval", "0.2", "--no-startup-delay"]
-    first = subprocess.Popen(worker, cwd=ROOT, env=_env(tmp_path), stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(worker, cwd=ROOT, env=manage_env(tmp_path), stderr=subprocess.DEVNULL)
     try:
         assert _wait(tmp_path, "processing", 120)[0] == "processing"
     finally:
@@ -118,7 +112,7 @@ def test_a_worker_killed_mid_ingestion_is_resumed_by_the_next_workers_without_a_
         first.wait()
     time.sleep(1)
     assert _status(tmp_path)[0] == "processing"  # what a restart used to leave "Interrupted"
-    second = [subprocess.Popen(worker, cwd=ROOT, env=_env(tmp_path), stderr=subprocess.PIPE) for _ in range(2)]
+    second = [subprocess.Popen(worker, cwd=ROOT, env=manage_env(tmp_path), stderr=subprocess.PIPE) for _ in range(2)]
     try:
         status, chunks = _wait(tmp_path, "ready", 300)
     finally:
