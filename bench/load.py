@@ -21,13 +21,10 @@ import time
 from pathlib import Path
 
 import httpx2 as httpx  # the HTTP client the openai package brings
+from demo_latency import QUESTIONS as DEMO_QUESTIONS
 
-QUESTIONS = [
-    "Under Regulation O, what kinds of business entity count as a company?",
-    "What is the Federal Reserve's longer-run inflation goal?",
-    "What notice must a state member bank give before closing a branch?",
-    "Which management official interlocks does Regulation L prohibit?",
-    "What is an Edge corporation allowed to do under Regulation K?",
+# The answerable demo questions of bench/demo_latency.py, and five more from the same PDFs.
+QUESTIONS = DEMO_QUESTIONS[:5] + [
     "Who counts as an executive officer of a member bank under Regulation O?",
     "What does Regulation K say about investments by member banks in foreign companies?",
     "How does the FOMC judge maximum employment?",
