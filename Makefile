@@ -17,7 +17,7 @@ models: setup
 	.venv/bin/python scripts/fetch_model.py qwen2.5-coder-1.5b qwen2.5-coder-0.5b smollm2-135m
 
 # The whole suite on SQLite with FAISS, then every test but the real-model and browser ones again
-# on PostgreSQL with pgvector (`make test-postgres` runs them all there: 21 minutes on 2 cores).
+# on PostgreSQL with pgvector (`make test-postgres` runs them all there: 21 minutes on a 2-core AVX2-only EPYC).
 test: setup
 	bash scripts/test-deps.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
