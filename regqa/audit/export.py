@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from regqa.qa.models import Answer
+
 from . import anchor
-from .log import entry_fields
-from .models import AuditEvent
+from .log import entry_fields, record
+from .models import AuditEvent, EventKind
 
 CSV_COLUMNS = ["seq", "created_at", "kind", "actor", "role", "summary", "data", "prev_hash", "hash", "key_id", "mac"]
 
@@ -64,6 +66,49 @@ def filtered(
         "model": model or None,
     }
     return qs.order_by("seq"), filters
+
+
+def answers(params: Mapping[str, str]) -> QuerySet[Answer]:
+    """The answers the answer log's filters select (the log page, its CSV and the API share them):
+    since, until, actor, model, status, q (question text), document, quality (lowest score at most),
+    verification, escalated (yes, no, refused). A bad date raises ValueError."""
+    since, until = parse_when(params.get("since")), parse_when(params.get("until"))
+    qs = Answer.objects.select_related("user")
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lte=until)
+    if actor := params.get("actor"):
+        qs = qs.filter(user__username=actor)
+    if model := params.get("model"):
+        qs = qs.filter(model_name=model)
+    if status := params.get("status"):
+        qs = qs.filter(status=status)
+    if text := params.get("q"):
+        qs = qs.filter(question__icontains=text)
+    if (document := params.get("document") or "").isdigit():
+        qs = qs.filter(documents=int(document))
+    if (quality := params.get("quality") or "").isdigit():
+        qs = qs.filter(quality_min__lte=int(quality))
+    if verification := params.get("verification"):
+        qs = qs.filter(verification__status=verification)
+    escalated = params.get("escalated")
+    if escalated == "yes":  # sent to the large model (answered or failed)
+        qs = qs.filter(escalation_state__in=["done", "failed"])
+    elif escalated == "no":
+        qs = qs.exclude(escalation_state__in=["done", "failed"])
+    elif escalated == "refused":
+        qs = qs.filter(escalation_state="refused")
+    return qs
+
+
+def begin(user, fmt: str, **filters) -> tuple[QuerySet[AuditEvent], dict]:
+    """The events an export of `filters` covers and its manifest, the export itself audited."""
+    qs, chosen = filtered(**filters)
+    head = manifest(qs, chosen, user.get_username(), fmt)
+    record(EventKind.LOG_EXPORTED, f"Audit trail exported as {fmt} ({head['count']} entries)", user=user,
+           data={"manifest": head})  # fmt: skip
+    return qs, head
 
 
 def manifest(qs: QuerySet[AuditEvent], filters: dict, exported_by: str, fmt: str) -> dict:

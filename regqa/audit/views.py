@@ -50,34 +50,10 @@ def answer_log(request: HttpRequest) -> HttpResponse:
 
 
 def _filtered_answers(request: HttpRequest):
-    args = _export_args(request)
-    answers = Answer.objects.select_related("user")
-    if args["since"]:
-        answers = answers.filter(created_at__gte=args["since"])
-    if args["until"]:
-        answers = answers.filter(created_at__lte=args["until"])
-    if args["actor"]:
-        answers = answers.filter(user__username=args["actor"])
-    if args["model"]:
-        answers = answers.filter(model_name=args["model"])
-    if status := request.GET.get("status"):
-        answers = answers.filter(status=status)
-    if args["text"]:
-        answers = answers.filter(question__icontains=args["text"])
-    if (document := request.GET.get("document", "")).isdigit():
-        answers = answers.filter(documents=int(document))
-    if (quality := request.GET.get("quality", "")).isdigit():
-        answers = answers.filter(quality_min__lte=int(quality))
-    if verification := request.GET.get("verification"):
-        answers = answers.filter(verification__status=verification)
-    escalated = request.GET.get("escalated")
-    if escalated == "yes":  # sent to the large model (answered or failed)
-        answers = answers.filter(escalation_state__in=["done", "failed"])
-    elif escalated == "no":
-        answers = answers.exclude(escalation_state__in=["done", "failed"])
-    elif escalated == "refused":
-        answers = answers.filter(escalation_state="refused")
-    return answers
+    try:
+        return export.answers(request.GET)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
 
 
 @require_GET
@@ -167,14 +143,7 @@ def export_trail(request: HttpRequest, fmt: str) -> HttpResponseBase:
     """The filtered trail as JSON Lines (manifest first) or CSV (manifest: ?manifest=1)."""
     if fmt not in ("jsonl", "csv"):
         raise Http404("Export formats: jsonl, csv")
-    qs, filters = export.filtered(**_export_args(request))
-    head = export.manifest(qs, filters, request.user.get_username(), fmt)
-    audit_log.record(
-        EventKind.LOG_EXPORTED,
-        f"Audit trail exported as {fmt} ({head['count']} entries)",
-        user=request.user,
-        data={"manifest": head},
-    )
+    qs, head = export.begin(request.user, fmt, **_export_args(request))
     if request.GET.get("manifest"):
         response = HttpResponse(json.dumps(head, indent=1), content_type="application/json")
         response["Content-Disposition"] = 'attachment; filename="regqa-audit-manifest.json"'
