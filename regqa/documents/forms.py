@@ -22,6 +22,8 @@ class MultipleFileField(forms.FileField):
     def clean(self, data, initial=None):
         single = super().clean
         if isinstance(data, (list, tuple)):
+            if not data and self.required:
+                raise forms.ValidationError(self.error_messages["required"], code="required")
             return [single(d, initial) for d in data]
         return [single(data, initial)]
 
@@ -36,7 +38,7 @@ class MetadataForm(forms.ModelForm):
 class UploadForm(forms.Form):
     """One or more PDFs with the metadata they share; each title comes from its PDF unless given."""
 
-    files = MultipleFileField(label="PDF files")  # type: ignore[assignment]  # shadows Form.files by design
+    files = MultipleFileField(label="PDF files", error_messages={"required": "Choose one or more PDF files to upload."})  # type: ignore[assignment]  # shadows Form.files by design
     title = forms.CharField(max_length=300, required=False, help_text="Only for a single file; default: from the PDF.")
     issuer = forms.CharField(label="Regulator / issuer", max_length=200, required=False)
     jurisdiction = forms.CharField(max_length=100, required=False)
