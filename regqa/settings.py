@@ -265,6 +265,7 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
+API_TOKEN_MAX_DAYS = env_int("REGQA_API_TOKEN_MAX_DAYS", 365, minimum=1)  # no token lives longer
 MAX_QUESTION_CHARS = env_int("REGQA_MAX_QUESTION_CHARS", 1000, minimum=10)
 
 INSTALLED_APPS = [
@@ -279,6 +280,8 @@ INSTALLED_APPS = [
     "regqa.documents",
     "regqa.qa",
     "regqa.audit",
+    "regqa.api",
+    "ninja",  # the API docs' own static files (Swagger UI), served locally
     "axes",  # throttles failed logins per user and per address
 ]
 

@@ -38,6 +38,8 @@ class EventKind(models.TextChoices):
     ROLE_PERMISSIONS_CHANGED = "role.permissions_changed", "Role permissions changed"
     ROLE_CREATED = "role.created", "Role created"
     ROLE_DELETED = "role.deleted", "Role deleted"
+    API_TOKEN_CREATED = "api_token.created", "API token created"
+    API_TOKEN_REVOKED = "api_token.revoked", "API token revoked"
 
 
 class AppendOnlyError(Exception):

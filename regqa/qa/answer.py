@@ -220,10 +220,10 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
         audit_log.record_answer(answer, prompt=messages, model_sha256=llm.model_sha256())
 
 
-def answer_question(user, question: str, route: bool = True) -> Answer:
-    """The whole ask flow without streaming (commands, evaluation, tests). `route=False` keeps
+def answer_question(user, question: str, filters: dict | None = None, route: bool = True) -> Answer:
+    """The whole ask flow without streaming (commands, the API, evaluation). `route=False` keeps
     the answer local whatever the policy says (the evaluation measures each way on its own)."""
-    answer = start_answer(user, question, route=route)
+    answer = start_answer(user, question, filters, route=route)
     if answer.status == Answer.Status.PENDING:
         for _ in stream_answer(answer, route=route):
             pass
