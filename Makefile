@@ -28,6 +28,7 @@ test-postgres: setup
 	bash scripts/with-postgres.sh .venv/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
+	bash scripts/oidc-deps.sh
 	.venv/bin/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint:

@@ -7,6 +7,7 @@ See README.md, "Configuration", for the full list.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from pathlib import Path
 
@@ -281,6 +282,7 @@ INSTALLED_APPS = [
     "regqa.qa",
     "regqa.audit",
     "regqa.api",
+    "regqa.accounts",
     "ninja",  # the API docs' own static files (Swagger UI), served locally
     "axes",  # throttles failed logins per user and per address
 ]
@@ -307,7 +309,54 @@ ANSWER_ABANDONED_MINUTES = env_int("REGQA_ANSWER_ABANDONED_MINUTES", 30, minimum
 # Failed logins (django-axes): after REGQA_LOGIN_FAILURE_LIMIT failures a username, and separately
 # an address, is locked out for REGQA_LOGIN_LOCKOUT_MINUTES; attempts while locked out are refused
 # before the password is checked, and the audit trail records the lockout once, not each attempt.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Single sign-on with OpenID Connect (README "Single sign-on"): on when REGQA_OIDC_ISSUER is set.
+# mozilla-django-oidc reads the OIDC_* names; the provider's endpoints come from its discovery document.
+OIDC_ISSUER = env_url("REGQA_OIDC_ISSUER")
+OIDC_PROVIDER_NAME = env_str("REGQA_OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_RP_CLIENT_ID = env_str("REGQA_OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = env_secret("REGQA_OIDC_CLIENT_SECRET")
+OIDC_RP_SCOPES = env_str("REGQA_OIDC_SCOPES", "openid email profile")
+OIDC_RP_SIGN_ALGO = env_choice("REGQA_OIDC_SIGN_ALGO", "RS256", ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256"))
+OIDC_GROUPS_CLAIM = env_str("REGQA_OIDC_GROUPS_CLAIM", "groups")
+OIDC_USERNAME_CLAIM = env_str("REGQA_OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_TIMEOUT = env_seconds("REGQA_OIDC_TIMEOUT", 10.0)
+OIDC_USE_PKCE = True
+OIDC_STORE_ID_TOKEN = False
+
+
+def env_role_map(name: str) -> dict[str, list[str]]:
+    """{"provider group": "Analysts" or ["Analysts", "Auditors"], ...} as JSON (group names such as
+    LDAP DNs may hold commas)."""
+    value = env_str(name, "")
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise ImproperlyConfigured(f'{name} must be JSON such as {{"regqa-analysts": "Analysts"}}') from None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f'{name} must be a JSON object such as {{"regqa-analysts": "Analysts"}}')
+    mapping = {str(k): [v] if isinstance(v, str) else v for k, v in parsed.items()}
+    for group, role_names in mapping.items():
+        if not isinstance(role_names, list) or not set(role_names) <= {"Analysts", "Admins", "Auditors"}:
+            raise ImproperlyConfigured(f"{name}: {group!r} must map to Analysts, Admins or Auditors: {role_names!r}")
+    return mapping
+
+
+OIDC_ROLE_MAP = env_role_map("REGQA_OIDC_ROLE_MAP")
+if OIDC_ISSUER and not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET and OIDC_ROLE_MAP):
+    raise ImproperlyConfigured(
+        "REGQA_OIDC_ISSUER needs REGQA_OIDC_CLIENT_ID, REGQA_OIDC_CLIENT_SECRET (or _FILE) and REGQA_OIDC_ROLE_MAP."
+    )
+LOCAL_LOGIN = env_bool("REGQA_LOCAL_LOGIN", True)  # user names and passwords (off: single sign-on only)
+if not LOCAL_LOGIN and not OIDC_ISSUER:
+    raise ImproperlyConfigured("REGQA_LOCAL_LOGIN=off needs single sign-on (REGQA_OIDC_ISSUER): nobody could log in.")
+
+AUTHENTICATION_BACKENDS = (
+    ["axes.backends.AxesStandaloneBackend"]
+    + (["django.contrib.auth.backends.ModelBackend"] if LOCAL_LOGIN else [])
+    + (["regqa.accounts.sso.Backend"] if OIDC_ISSUER else [])
+)
 AXES_FAILURE_LIMIT = env_int("REGQA_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("REGQA_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
 # Behind a reverse proxy every client has the proxy's address: lock out by username only there.

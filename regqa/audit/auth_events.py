@@ -16,6 +16,8 @@ from .models import EventKind
 def _by() -> dict:
     """The acting user as `log.record` arguments: the request's user, else the system."""
     user = acting_user.get()
+    if isinstance(user, str):  # middleware.acting(): a named actor such as single sign-on
+        return {"actor": user}
     if user is not None and user.is_authenticated:
         return {"user": user}
     return {"actor": "system"}
@@ -28,6 +30,8 @@ def _ip(request) -> str:
 def login_failed(sender, credentials, request=None, **kwargs) -> None:
     if request is not None and getattr(request, "axes_locked_out", False):
         return  # refused by the lockout, its password never checked: recorded once, as the lockout
+    if "username" not in credentials:
+        return  # not a password login: a refused single sign-on is recorded with its reason (sso.py)
     username = str(credentials.get("username", ""))
     log.record(EventKind.LOGIN_FAILED, f"Failed login for {username!r}", actor=username, data={"ip": _ip(request)})
 
@@ -53,7 +57,12 @@ def locked_out(sender, request=None, username=None, ip_address=None, **kwargs) -
 
 
 def logged_in(sender, request, user, **kwargs) -> None:
-    log.record(EventKind.LOGIN, f"{user.get_username()} logged in", user=user, data={"ip": _ip(request)})
+    sso = getattr(user, "backend", "").startswith("regqa.accounts.")
+    data: dict = {"ip": _ip(request), "method": "sso" if sso else "password"}
+    if sso:
+        data["groups"] = user.sso_identity.groups  # the provider's, as they mapped to the roles
+        data["roles"] = sorted(user.groups.values_list("name", flat=True))
+    log.record(EventKind.LOGIN, f"{user.get_username()} logged in", user=user, data=data)
 
 
 def user_saved(sender, instance, created, update_fields=None, **kwargs) -> None:

@@ -3,9 +3,21 @@ signals (user, role and permission changes made in the Django admin), which get 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 acting_user: ContextVar = ContextVar("acting_user", default=None)
+
+
+@contextmanager
+def acting(actor: str) -> Iterator[None]:
+    """Changes made inside are recorded as made by `actor` (e.g. "single sign-on (ISSUER)")."""
+    token = acting_user.set(actor)
+    try:
+        yield
+    finally:
+        acting_user.reset(token)
 
 
 class ActingUserMiddleware:
