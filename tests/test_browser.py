@@ -162,3 +162,29 @@ def test_analyst_asks_for_the_large_model_and_watches_its_answer_stream_in(
     assert "The local model's answer" in routing
     assert "large (large model)" in page.inner_text(".answer .meta")
     assert len(large_model.requests) == 1
+
+
+def test_the_api_docs_render_and_call_the_api_with_a_token(live_server, users, browser_page):
+    """Swagger UI, served by the app under its Content-Security-Policy, lists every operation and
+    calls GET /api/me with a token given to its Authorize dialog."""
+    from regqa.api import tokens
+
+    _, token = tokens.issue(users["auditor"], "docs", 1)
+    page = browser_page
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.goto(f"{live_server.url}/api/docs")
+    page.wait_for_selector(".opblock", timeout=20_000)
+    assert page.locator(".opblock").count() >= 9
+    page.click("button.authorize")
+    page.fill(".auth-container input", token)
+    page.click(".auth-btn-wrapper button.authorize")
+    page.click(".btn-done")
+    page.click("#operations-account-regqa_api_api_me")
+    page.click("button.try-out__btn")
+    page.click("button.execute")
+    status = page.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for(timeout=20_000)
+    assert status.inner_text().strip() == "200"
+    assert '"username": "auditor"' in page.locator(".live-responses-table .microlight").first.inner_text()
+    assert not [p for p in problems if "Content Security Policy" in p], problems
