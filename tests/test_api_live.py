@@ -54,7 +54,9 @@ def test_every_operation_conforms_to_the_live_schema(live_server, api_token):
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @hypothesis_settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @hypothesis_settings(
+            max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True
+        )
         def conforms(case) -> None:
             case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
 

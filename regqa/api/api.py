@@ -396,10 +396,10 @@ def _trail(request: HttpRequest, filters: TrailFilters, fmt: str):
     need(request, "qa.export_answer_log")
     try:
         since, until = export.parse_when(filters.since), export.parse_when(filters.until)
+        args = {"since": since, "until": until, "actor": filters.actor, "kind": filters.kind}
+        return export.begin(request.user, fmt, **args, text=filters.q, model=filters.model)
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    args = {"since": since, "until": until, "actor": filters.actor, "kind": filters.kind}
-    return export.begin(request.user, fmt, **args, text=filters.q, model=filters.model)
 
 
 @api.get(

@@ -37,6 +37,13 @@ def parse_when(value: str | None) -> datetime | None:
     return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
 
 
+def refuse_null_characters(values: Mapping[str, object]) -> None:
+    """A filter holding NUL cannot be a user, kind or text (and PostgreSQL refuses it): ValueError."""
+    for name, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(f"The filter {name!r} contains a null character.")
+
+
 def filtered(
     since: datetime | None = None,
     until: datetime | None = None,
@@ -45,6 +52,7 @@ def filtered(
     text: str = "",
     model: str = "",
 ) -> tuple[QuerySet[AuditEvent], dict]:
+    refuse_null_characters({"actor": actor, "kind": kind, "q": text, "model": model})
     until = until or timezone.now()
     qs = AuditEvent.objects.filter(created_at__lte=until)
     if since:
@@ -71,7 +79,8 @@ def filtered(
 def answers(params: Mapping[str, str]) -> QuerySet[Answer]:
     """The answers the answer log's filters select (the log page, its CSV and the API share them):
     since, until, actor, model, status, q (question text), document, quality (lowest score at most),
-    verification, escalated (yes, no, refused). A bad date raises ValueError."""
+    verification, escalated (yes, no, refused). A bad date or a null character raises ValueError."""
+    refuse_null_characters(params)
     since, until = parse_when(params.get("since")), parse_when(params.get("until"))
     qs = Answer.objects.select_related("user")
     if since:

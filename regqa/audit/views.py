@@ -124,6 +124,7 @@ def trail(request: HttpRequest) -> HttpResponse:
 
 def _export_args(request: HttpRequest) -> dict:
     try:
+        export.refuse_null_characters(request.GET)
         since, until = (export.parse_when(request.GET.get(name)) for name in ("since", "until"))
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
