@@ -184,6 +184,7 @@ def answer_json(request: HttpRequest, answer: Answer) -> dict[str, Any]:
         "retrieval_bundle": answer.retrieval_bundle,
         "filters": answer.filters,
         "error": answer.error,
+        "feedback": answer.feedback_verdict,
         "timings": {k: getattr(answer, k) for k in ("retrieval_ms", "first_token_ms", "total_ms", "check_ms")},
     }
 
@@ -263,6 +264,7 @@ class AnswerFilters(Schema):
     document: str = ""
     quality: str = ""
     verification: str = ""
+    feedback: str = ""
     escalated: str = ""
     limit: int = 50
     offset: int = 0

@@ -75,6 +75,7 @@ class AnswerOut(Schema):
     retrieval_bundle: str
     filters: dict[str, str]
     error: str
+    feedback: str = Field(description="The asker's latest feedback: helpful, not_helpful or empty.")
     timings: Timings
 
 

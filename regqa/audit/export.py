@@ -16,7 +16,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from regqa.qa.models import Answer
+from regqa.qa.models import Answer, Feedback
 
 from . import anchor
 from .log import entry_fields, record
@@ -79,7 +79,8 @@ def filtered(
 def answers(params: Mapping[str, str]) -> QuerySet[Answer]:
     """The answers the answer log's filters select (the log page, its CSV and the API share them):
     since, until, actor, model, status, q (question text), document, quality (lowest score at most),
-    verification, escalated (yes, no, refused). A bad date or a null character raises ValueError."""
+    verification, feedback (helpful, not_helpful, wrong_passage, none), escalated (yes, no, refused).
+    A bad date or a null character raises ValueError."""
     refuse_null_characters(params)
     since, until = parse_when(params.get("since")), parse_when(params.get("until"))
     qs = Answer.objects.select_related("user")
@@ -101,6 +102,13 @@ def answers(params: Mapping[str, str]) -> QuerySet[Answer]:
         qs = qs.filter(quality_min__lte=int(quality))
     if verification := params.get("verification"):
         qs = qs.filter(verification__status=verification)
+    given = params.get("feedback")
+    if given in ("helpful", "not_helpful"):
+        qs = qs.filter(feedback_verdict=given)
+    elif given == "none":
+        qs = qs.filter(feedback_verdict="")
+    elif given == "wrong_passage":
+        qs = qs.filter(pk__in=Feedback.objects.exclude(wrong_passages=[]).values("answer_id"))
     escalated = params.get("escalated")
     if escalated == "yes":  # sent to the large model (answered or failed)
         qs = qs.filter(escalation_state__in=["done", "failed"])

@@ -15,6 +15,7 @@ class EventKind(models.TextChoices):
     ANSWER_ABANDONED = "answer.abandoned", "Answer abandoned (never opened)"
     ANSWER_ESCALATED = "answer.escalated", "Answer sent to the large model"
     ANSWER_ESCALATION_REFUSED = "answer.escalation_refused", "Escalation refused"
+    ANSWER_FEEDBACK = "answer.feedback", "Feedback on an answer"
     DOCUMENT_UPLOADED = "document.uploaded", "Document uploaded"
     DOCUMENT_EDITED = "document.edited", "Document metadata edited"
     DOCUMENT_RETRIED = "document.retried", "Document ingestion retried"

@@ -39,6 +39,12 @@ def answer_log(request: HttpRequest) -> HttpResponse:
             "args": request.GET,
             "query": query.urlencode(),
             "statuses": Answer.Status.choices,
+            "feedback_choices": [
+                ("helpful", "helpful"),
+                ("not_helpful", "not helpful"),
+                ("wrong_passage", "a passage marked wrong"),
+                ("none", "none given"),
+            ],
             "escalation_choices": [
                 ("yes", "sent to the large model"),
                 ("no", "not sent"),
@@ -60,13 +66,19 @@ def _filtered_answers(request: HttpRequest):
 @can_audit
 def log_entry(request: HttpRequest, pk: int) -> HttpResponse:
     answer = get_object_or_404(Answer.objects.select_related("user"), pk=pk)
-    return render(request, "audit/entry.html", {"answer": answer, "escalations": answer.escalations.order_by("pk")})
+    context = {
+        "answer": answer,
+        "escalations": answer.escalations.order_by("pk"),
+        "feedback": answer.feedback.select_related("user").order_by("pk"),
+    }
+    return render(request, "audit/entry.html", context)
 
 
 ANSWER_CSV_COLUMNS = [
     "id", "created_at", "user", "question", "status", "answer", "citations", "passages",
     "model", "retrieval_ms", "first_token_ms", "total_ms", "error", "verification", "quality_min", "quality",
     "answered_by", "routing", "routing_reasons", "policy_version", "escalation",
+    "feedback", "feedback_wrong_passages", "feedback_comment",
 ]  # fmt: skip
 
 
@@ -89,6 +101,7 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
                 json.dumps({k: v.score for k, v in a.scores.items()}),
                 a.answered_by, route.action if route else "", "; ".join(route.reasons) if route else "",
                 route.policy_version if route and route.policy_version is not None else "", a.escalation_state,
+                *_feedback_columns(a),
             ]  # fmt: skip
 
     filters = {k: v for k, v in request.GET.items() if v}
@@ -101,6 +114,11 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     response = StreamingHttpResponse(export.csv_lines(ANSWER_CSV_COLUMNS, rows()), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="regqa-answer-log.csv"'
     return response
+
+
+def _feedback_columns(answer: Answer) -> list:
+    given = answer.feedback.filter(user_id=answer.user_id).first() if answer.feedback_verdict else None
+    return [given.verdict, json.dumps(given.wrong_passages), given.comment] if given else ["", "", ""]
 
 
 @require_GET

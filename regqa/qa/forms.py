@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from regqa.documents.models import Document
 
 from .evaluate import read_questions_text
-from .models import EscalationPolicy
+from .models import Answer, EscalationPolicy, Feedback
 from .training import store_pairs
 
 
@@ -167,3 +167,18 @@ class RetrievalTrainingForm(forms.Form):
         if upload is None:
             return None, ""
         return store_pairs(upload.read())
+
+
+class FeedbackForm(forms.Form):
+    """Helpful or not, which cited passages were the wrong ones, and a comment."""
+
+    verdict = forms.ChoiceField(
+        choices=Feedback.Verdict.choices, error_messages={"required": "Choose helpful or not helpful."}
+    )
+    wrong_passages = forms.TypedMultipleChoiceField(coerce=int, required=False)
+    comment = forms.CharField(max_length=2000, required=False, strip=True)
+
+    def __init__(self, answer: Answer, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        cited = sorted({int(c["n"]) for c in answer.citations if c.get("valid")})
+        self.fields["wrong_passages"].choices = [(n, f"[{n}]") for n in cited]  # type: ignore[attr-defined]

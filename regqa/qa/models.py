@@ -63,6 +63,7 @@ class Answer(models.Model):
     escalation_state = models.CharField(max_length=20, choices=EscalationState.choices, blank=True, db_index=True)
     answered_by = models.CharField(max_length=10, default="local")  # "local" or "large"
     retrieval_bundle = models.CharField(max_length=40, blank=True)  # the learned ranking used ("": none)
+    feedback_verdict = models.CharField(max_length=20, blank=True, db_index=True)  # the asker's latest Feedback
 
     class Meta:
         ordering = ["-created_at"]
@@ -109,6 +110,30 @@ class Answer(models.Model):
     @property
     def escalated(self) -> bool:
         return self.escalation_state in (EscalationState.DONE, EscalationState.FAILED)
+
+
+class Feedback(models.Model):
+    """What the asker said of an answer: helpful or not, which cited passages were the wrong
+    ones, and a comment. Each submission is a row (the latest one counts, and is copied to
+    Answer.feedback_verdict for the auditors' filter); `manage.py export_feedback` turns helpful
+    answers into training pairs for retrieval."""
+
+    class Verdict(models.TextChoices):
+        HELPFUL = "helpful", "Helpful"
+        NOT_HELPFUL = "not_helpful", "Not helpful"
+
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    verdict = models.CharField(max_length=20, choices=Verdict.choices)
+    wrong_passages = models.JSONField(default=list, blank=True)  # passage numbers [n] marked "wrong passage"
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_verdict_display()} on answer {self.answer_id}"
 
 
 class EscalationPolicy(models.Model):

@@ -20,9 +20,9 @@ from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
 from . import answer as answering
-from . import bundle, decision_model, tasks
+from . import bundle, decision_model, feedback, tasks
 from . import escalate as escalating
-from .forms import AskForm, PolicyForm, RetrievalTrainingForm
+from .forms import AskForm, FeedbackForm, PolicyForm, RetrievalTrainingForm
 from .models import Answer, EscalationPolicy, EscalationState, RetrievalBundle
 
 
@@ -102,6 +102,23 @@ def _event_stream(request: HtmxHttpRequest, answer: Answer, steps: Iterator[tupl
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+@require_POST
+@can_ask
+def give_feedback(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The asker says whether the answer helped, and which cited passages were the wrong ones."""
+    answer = get_object_or_404(Answer, pk=pk, user=request.user)
+    if not answer.is_final:
+        return HttpResponse("Feedback can be given once the answer is finished.", status=409)
+    form = FeedbackForm(answer, request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        feedback.give(answer, request.user, data["verdict"], data["wrong_passages"], data["comment"])
+    if not request.htmx:
+        return redirect("answer_detail", pk=answer.pk)
+    status = 200 if form.is_valid() else 422
+    return render(request, "qa/ask.html#feedback", {"answer": answer, "feedback_form": form}, status=status)
 
 
 @require_POST

@@ -1,0 +1,93 @@
+"""Analysts' feedback on answers, and the training pairs it yields.
+
+`give` stores what the asker said (helpful or not, the cited passages that were the wrong ones,
+a comment) with its audit record. `pairs` turns the answers their askers found helpful into
+{"qid", "question", "gold"} pairs in the evaluate format (gold: the passages the answer cited
+and nobody marked wrong), so `train_retrieval --pairs` can learn from the institution's use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import transaction
+
+from regqa.audit import log as audit_log
+from regqa.audit.models import EventKind
+
+from .models import Answer, Feedback
+
+
+def cited_numbers(answer: Answer) -> list[int]:
+    """The passage numbers the answer cites (valid citations only), in order."""
+    return sorted({int(c["n"]) for c in answer.citations if c.get("valid")})
+
+
+def give(answer: Answer, user, verdict: str, wrong_passages: list[int], comment: str) -> Feedback:
+    wrong = sorted(set(wrong_passages))
+    if not set(wrong) <= set(cited_numbers(answer)):
+        raise ValueError("Only a passage the answer cites can be marked as the wrong passage.")
+    by_n = {p["n"]: p for p in answer.passages}
+    with transaction.atomic():
+        row = Feedback.objects.create(
+            answer=answer, user=user, verdict=verdict, wrong_passages=wrong, comment=comment.strip()
+        )
+        Answer.objects.filter(pk=answer.pk).update(feedback_verdict=verdict)
+        answer.feedback_verdict = verdict
+        audit_log.record(
+            EventKind.ANSWER_FEEDBACK,
+            f"{row.get_verdict_display()}{' (wrong passage)' if wrong else ''}: {answer.question[:200]}",
+            user=user,
+            data={
+                "answer_id": answer.pk,
+                "verdict": verdict,
+                "wrong_passages": [
+                    {k: by_n[n].get(k) for k in ("n", "chunk_id", "document_id", "document_title", "page_start")}
+                    for n in wrong
+                ],
+                "comment": row.comment,
+            },
+        )
+    return row
+
+
+def latest(answer: Answer) -> Feedback | None:
+    return answer.feedback.filter(user_id=answer.user_id).first()
+
+
+def _gold(passage: dict[str, Any], file_name: str) -> dict[str, Any] | None:
+    if passage.get("external_id"):
+        return {"passage_id": passage["external_id"]}
+    if file_name and passage.get("page_start"):
+        return {"document": file_name, "page": passage["page_start"]}
+    return None
+
+
+def pairs() -> Iterator[dict[str, Any]]:
+    """One pair per answer whose asker's latest feedback is "helpful" and which cites a passage
+    nobody marked wrong; oldest first."""
+    from regqa.documents.models import Document
+
+    names = dict(Document.objects.values_list("pk", "original_name"))
+    answers = Answer.objects.filter(
+        feedback_verdict=Feedback.Verdict.HELPFUL, status__in=[Answer.Status.ANSWERED, Answer.Status.QUOTED]
+    ).order_by("pk")
+    for answer in answers.iterator():
+        mine = latest(answer)
+        if mine is None or mine.verdict != Feedback.Verdict.HELPFUL:
+            continue
+        wrong = set(mine.wrong_passages)
+        by_n = {p["n"]: p for p in answer.passages}
+        gold = []
+        for n in cited_numbers(answer):
+            item = _gold(by_n[n], names.get(by_n[n].get("document_id"), "")) if n in by_n and n not in wrong else None
+            if item and item not in gold:
+                gold.append(item)
+        if gold:
+            yield {
+                "qid": f"feedback-{answer.pk}",
+                "question": answer.question,
+                "gold": gold,
+                "answer": answer.answer_text,
+            }
