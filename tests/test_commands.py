@@ -3,7 +3,7 @@ import json
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import RequestFactory
 
 from regqa.documents.models import Document
@@ -27,6 +27,39 @@ def test_ingest_pdfs_uses_titles_and_is_idempotent(tmp_path, fake_embedder):
     call_command("ingest_pdfs", str(folder), "--now", stdout=out, stderr=io.StringIO())
     assert Document.objects.count() == 2
     assert "a.pdf: already in the library" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_ingest_pdfs_takes_metadata_from_titles_json_and_refuses_bad_values(tmp_path, fake_embedder):
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(make_pdf(["§ 1.1 Scope.\nRule one applies to member banks."]))
+    entry = {"title": "Rulebook A", "issuer": "FRB", "jurisdiction": "United States", "doc_type": "Regulation",
+             "effective_date": "2022-01-01", "sensitivity": "public", "tags": "12 CFR"}  # fmt: skip
+    (folder / "titles.json").write_text(json.dumps({"a.pdf": entry}))
+    call_command("ingest_pdfs", str(folder), "--now", stdout=io.StringIO())
+    document = Document.objects.get()
+    assert (document.title, document.issuer, document.jurisdiction, document.doc_type) == (
+        "Rulebook A", "FRB", "United States", "Regulation"
+    )  # fmt: skip
+    assert str(document.effective_date) == "2022-01-01" and document.sensitivity == "public"
+
+    (folder / "b.pdf").write_bytes(make_pdf(["§ 2.1 Scope.\nRule two applies to branches."]))
+    (folder / "titles.json").write_text(json.dumps({"b.pdf": {"title": "B", "effective_date": "1st of May"}}))
+    with pytest.raises(CommandError, match="b.pdf: .*YYYY-MM-DD"):
+        call_command("ingest_pdfs", str(folder / "b.pdf"), "--now", stdout=io.StringIO())
+    (folder / "titles.json").write_text(json.dumps({"b.pdf": {"titel": "B"}}))
+    with pytest.raises(CommandError, match="unknown fields"):
+        call_command("ingest_pdfs", str(folder / "b.pdf"), "--now", stdout=io.StringIO())
+    assert Document.objects.count() == 1
+
+
+def test_the_demo_library_carries_its_metadata():
+    from .conftest import PDFS
+
+    entries = json.loads((PDFS / "titles.json").read_text())
+    assert set(entries) == {p.name for p in PDFS.glob("*.pdf")}
+    assert all(e["issuer"] and e["jurisdiction"] and e["doc_type"] and e["effective_date"] for e in entries.values())
 
 
 @pytest.mark.django_db

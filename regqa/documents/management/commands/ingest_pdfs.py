@@ -6,6 +6,7 @@ import json
 from functools import partial
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -16,10 +17,26 @@ from regqa.documents import checks, ingest, tasks
 from regqa.documents.models import Document
 
 
+FIELDS = ("title", "issuer", "jurisdiction", "doc_type", "effective_date", "sensitivity", "tags")
+
+
+def metadata(entry: str | dict | None, path: Path) -> dict:
+    """A titles.json entry as Document fields: a title, or an object of metadata."""
+    if entry is None:
+        return {"title": path.stem}
+    if isinstance(entry, str):
+        return {"title": entry}
+    unknown = set(entry) - set(FIELDS)
+    if unknown:
+        raise CommandError(f"titles.json, {path.name}: unknown fields {sorted(unknown)} (known: {', '.join(FIELDS)})")
+    return {"title": path.stem} | {k: v for k, v in entry.items() if v not in (None, "")}
+
+
 class Command(BaseCommand):
     help = (
         "Add PDFs (files or directories) to the library. Same file twice (by SHA-256) is skipped. "
-        "A titles.json next to the PDFs ({file name: title}) supplies readable titles."
+        "A titles.json next to the PDFs supplies each file's title ({file name: title}) or its metadata "
+        "({file name: {title, issuer, jurisdiction, doc_type, effective_date, sensitivity, tags}})."
     )
 
     def add_arguments(self, parser):
@@ -50,11 +67,15 @@ class Command(BaseCommand):
                     continue
                 with transaction.atomic():
                     document = Document(
-                        title=titles.get(path.name, path.stem),
+                        **metadata(titles.get(path.name), path),
                         original_name=path.name,
                         sha256=sha256,
                         size_bytes=path.stat().st_size,
                     )
+                    try:
+                        document.full_clean(exclude=["file", "sha256"])
+                    except ValidationError as exc:
+                        raise CommandError(f"titles.json, {path.name}: {'; '.join(exc.messages)}") from None
                     document.file.save(path.name, File(fh), save=True)
                     audit_log.record_document(EventKind.DOCUMENT_UPLOADED, document, actor="manage.py ingest_pdfs")
                     if not now:
