@@ -16,7 +16,6 @@ from regqa.audit.models import EventKind
 from regqa.documents import checks, ingest, tasks
 from regqa.documents.models import Document
 
-
 FIELDS = ("title", "issuer", "jurisdiction", "doc_type", "effective_date", "sensitivity", "tags")
 
 
