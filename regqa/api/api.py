@@ -185,6 +185,8 @@ def answer_json(request: HttpRequest, answer: Answer) -> dict[str, Any]:
         "filters": answer.filters,
         "error": answer.error,
         "feedback": answer.feedback_verdict,
+        "source_amended": answer.source_amended,
+        "amendments": answer.amendments,
         "timings": {k: getattr(answer, k) for k in ("retrieval_ms", "first_token_ms", "total_ms", "check_ms")},
     }
 
@@ -265,6 +267,7 @@ class AnswerFilters(Schema):
     quality: str = ""
     verification: str = ""
     feedback: str = ""
+    amended: str = ""
     escalated: str = ""
     limit: int = 50
     offset: int = 0

@@ -76,6 +76,8 @@ class AnswerOut(Schema):
     filters: dict[str, str]
     error: str
     feedback: str = Field(description="The asker's latest feedback: helpful, not_helpful or empty.")
+    source_amended: bool = Field(description="A newer version of a cited document changed or removed the cited text.")
+    amendments: list[dict[str, Any]] = Field(description="Each cited passage amended: old and new text, versions.")
     timings: Timings
 
 

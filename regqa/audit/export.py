@@ -79,7 +79,7 @@ def filtered(
 def answers(params: Mapping[str, str]) -> QuerySet[Answer]:
     """The answers the answer log's filters select (the log page, its CSV and the API share them):
     since, until, actor, model, status, q (question text), document, quality (lowest score at most),
-    verification, feedback (helpful, not_helpful, wrong_passage, none), escalated (yes, no, refused).
+    verification, feedback (helpful, not_helpful, wrong_passage, none), amended (yes), escalated (yes, no, refused).
     A bad date or a null character raises ValueError."""
     refuse_null_characters(params)
     since, until = parse_when(params.get("since")), parse_when(params.get("until"))
@@ -102,6 +102,8 @@ def answers(params: Mapping[str, str]) -> QuerySet[Answer]:
         qs = qs.filter(quality_min__lte=int(quality))
     if verification := params.get("verification"):
         qs = qs.filter(verification__status=verification)
+    if params.get("amended") == "yes":
+        qs = qs.filter(source_amended=True)
     given = params.get("feedback")
     if given in ("helpful", "not_helpful"):
         qs = qs.filter(feedback_verdict=given)

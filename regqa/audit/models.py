@@ -16,6 +16,7 @@ class EventKind(models.TextChoices):
     ANSWER_ESCALATED = "answer.escalated", "Answer sent to the large model"
     ANSWER_ESCALATION_REFUSED = "answer.escalation_refused", "Escalation refused"
     ANSWER_FEEDBACK = "answer.feedback", "Feedback on an answer"
+    ANSWERS_SOURCE_AMENDED = "answers.source_amended", "Answers flagged: a cited source was amended"
     DOCUMENT_UPLOADED = "document.uploaded", "Document uploaded"
     DOCUMENT_EDITED = "document.edited", "Document metadata edited"
     DOCUMENT_RETRIED = "document.retried", "Document ingestion retried"

@@ -78,7 +78,7 @@ ANSWER_CSV_COLUMNS = [
     "id", "created_at", "user", "question", "status", "answer", "citations", "passages",
     "model", "retrieval_ms", "first_token_ms", "total_ms", "error", "verification", "quality_min", "quality",
     "answered_by", "routing", "routing_reasons", "policy_version", "escalation",
-    "feedback", "feedback_wrong_passages", "feedback_comment",
+    "feedback", "feedback_wrong_passages", "feedback_comment", "source_amended", "amended_passages",
 ]  # fmt: skip
 
 
@@ -101,7 +101,9 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
                 json.dumps({k: v.score for k, v in a.scores.items()}),
                 a.answered_by, route.action if route else "", "; ".join(route.reasons) if route else "",
                 route.policy_version if route and route.policy_version is not None else "", a.escalation_state,
-                *_feedback_columns(a),
+                *_feedback_columns(a), a.source_amended,
+                json.dumps([{k: m.get(k) for k in ("n", "status", "old_version", "new_version", "new_page")}
+                            for m in a.amendments]),
             ]  # fmt: skip
 
     filters = {k: v for k, v in request.GET.items() if v}

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from regqa.audit import log as audit_log
@@ -31,6 +32,10 @@ from .embed import embed_texts
 from .models import Chunk, Document, Page
 
 log = logging.getLogger("regqa.ingest")
+
+# Sent when a new version has replaced an old one and its passages are committed (old_id, new_id):
+# documents does not know who cited what; qa listens (qa/amended.py flags the answers).
+superseded = Signal()
 
 
 MIN_TEXT_CHARS = 20
@@ -299,12 +304,13 @@ def store_chunks(
         Page.objects.bulk_create(Page(document=document, number=p.number, text=p.text) for p in pages)
         chunks = _add_chunks(document, drafts, vectors, changes)
         if document.supersedes is not None:
-            supersede(document.supersedes, changes)
+            old = document.supersedes
+            supersede(old, changes)
             audit_log.record_document(
-                EventKind.DOCUMENT_SUPERSEDED,
-                document.supersedes,
-                actor=f"ingestion of {document.title} v{document.version}",
+                EventKind.DOCUMENT_SUPERSEDED, old, actor=f"ingestion of {document.title} v{document.version}"
             )
+            # qa flags the answers that cited text this version changed (qa/amended.py)
+            transaction.on_commit(lambda: superseded.send(sender=Document, old_id=old.pk, new_id=document.pk))
         Document.objects.filter(pk=document.pk).update(
             status=Document.Status.READY,
             progress=100,

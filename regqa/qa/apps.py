@@ -7,7 +7,12 @@ class QaConfig(AppConfig):
     verbose_name = "Questions and answers"
 
     def ready(self) -> None:
+        from regqa.documents.ingest import superseded
+
+        from .amended import on_superseded
+
         checks.register(model_server_check)
+        superseded.connect(on_superseded, dispatch_uid="qa.amended")
 
 
 def model_server_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:

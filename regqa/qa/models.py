@@ -64,6 +64,9 @@ class Answer(models.Model):
     answered_by = models.CharField(max_length=10, default="local")  # "local" or "large"
     retrieval_bundle = models.CharField(max_length=40, blank=True)  # the learned ranking used ("": none)
     feedback_verdict = models.CharField(max_length=20, blank=True, db_index=True)  # the asker's latest Feedback
+    # A newer version of a cited document changed or dropped a cited passage (amended.py): what changed.
+    source_amended = models.BooleanField(default=False, db_index=True)
+    amendments = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

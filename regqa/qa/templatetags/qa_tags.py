@@ -88,3 +88,11 @@ def cited(answer) -> SafeString:
 def may_escalate(answer, user) -> bool:
     """Whether to offer this user the "ask the large model" button on this answer."""
     return may_request(answer, user)
+
+
+@register.filter
+def amendment_diff(amendment: dict) -> tuple[SafeString, SafeString]:
+    """The cited text and what the new version says instead, with the changed words marked."""
+    from regqa.qa.amended import word_diff
+
+    return word_diff(amendment.get("old_text", ""), amendment.get("new_text", ""))
