@@ -25,10 +25,11 @@ from regqa.documents.models import Document
 
 from . import escalate, llm, prompts
 from . import quality as quality_check
-from .decision import answerable_threshold, decline_message, explain, learned_probability, settle
+from .decision import answerable_threshold, decline_message, explain, learned_probability, quote_passages, settle
 from .models import Answer, EscalationState
 from .retrieve import filtered_documents, is_covered, retrieve
 from .schemas import Routing, RoutingAction
+from .verify import verify_answer
 
 log = logging.getLogger("regqa.answer")
 
@@ -83,6 +84,8 @@ def start_answer(user, question: str, filters: dict | None = None, route: bool =
     elif learned is not None and learned[1] < learned[0].threshold:
         # decided from signals known now: the analyst does not wait for a draft that cannot change it
         decline_early(answer, stored, searched(filters), explain("early", {}, learned, None))
+    if not answer.is_final:
+        answer.instant = instant_quote(question, sent)
     answer.quality_min = quality_check.lowest_score(answer.quality)
     close_abandoned()
     with transaction.atomic():  # the answer and its audit record are saved together, or neither
@@ -95,6 +98,25 @@ def start_answer(user, question: str, filters: dict | None = None, route: bool =
         else:
             audit_log.record_question(answer)
     return answer
+
+
+def instant_quote(question: str, sent: list[dict[str, Any]]) -> dict[str, Any]:
+    """An answer from the documents at once: the one to three sentences of the passages given to
+    the model that are closest to the question, each cited and checked like an answer sentence,
+    shown (labelled as quoted) while the model writes. Only supported sentences are kept; {} if none."""
+    started = time.perf_counter()
+    try:
+        quote = quote_passages(question, "", sent, limit=3)
+        checked = verify_answer(quote, sent, question) if quote else {}
+    except Exception:
+        log.exception("the instant quote failed; the model's answer still comes")
+        return {}
+    supported = [s for s in checked.get("sentences", []) if s.get("supported")]
+    if not supported:
+        return {}
+    checked = checked | {"sentences": supported, "supported": len(supported), "total": len(supported)}
+    text = " ".join(s["text"] for s in supported)
+    return {"text": text, "verification": checked, "ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
 def close_abandoned() -> int:

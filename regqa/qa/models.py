@@ -66,6 +66,9 @@ class Answer(models.Model):
     feedback_verdict = models.CharField(max_length=20, blank=True, db_index=True)  # the asker's latest Feedback
     # A newer version of a cited document changed or dropped a cited passage (amended.py): what changed.
     source_amended = models.BooleanField(default=False, db_index=True)
+    # The passage sentences closest to the question, quoted and checked at once while the model
+    # writes (answer.instant_quote): {"text", "verification", "ms"}.
+    instant = models.JSONField(default=dict, blank=True)
     amendments = models.JSONField(default=list, blank=True)
 
     class Meta:

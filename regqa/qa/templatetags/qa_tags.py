@@ -63,10 +63,20 @@ def _with_links(text: str, by_number: dict[int, dict], spans: dict[int, list[int
 def cited(answer) -> SafeString:
     """The answer with citations as links; when it has been verified, each sentence marked
     supported or not (with the reason as its tooltip) and each link opening the supporting span."""
-    by_number = {p["n"]: p for p in answer.passages}
-    sentences = (answer.verification or {}).get("sentences")
+    return _checked_text(answer.answer_text, answer.verification, answer.passages)
+
+
+@register.filter
+def instant_cited(answer) -> SafeString:
+    """The instant quote from the passages (answer.instant), rendered like a checked answer."""
+    return _checked_text(answer.instant.get("text", ""), answer.instant.get("verification"), answer.passages)
+
+
+def _checked_text(text: str, verification: dict | None, passages: list[dict]) -> SafeString:
+    by_number = {p["n"]: p for p in passages}
+    sentences = (verification or {}).get("sentences")
     if not sentences:
-        return mark_safe(_with_links(answer.answer_text, by_number, {}))
+        return mark_safe(_with_links(text, by_number, {}))
     out = []
     for s in sentences:
         spans = {c["n"]: c["span"] for c in s["checks"] if c["supported"]} or {c["n"]: c["span"] for c in s["checks"]}
