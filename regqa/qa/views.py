@@ -20,7 +20,7 @@ from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
 from . import answer as answering
-from . import bundle, decision_model, feedback, tasks
+from . import bundle, decision_model, feedback, memo, tasks
 from . import escalate as escalating
 from .forms import AskForm, FeedbackForm, PolicyForm, RetrievalTrainingForm
 from .models import Answer, EscalationPolicy, EscalationState, RetrievalBundle
@@ -72,6 +72,24 @@ def _own_answer(request: HtmxHttpRequest, pk: int) -> Answer:
 def answer_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     answer = _own_answer(request, pk)
     return render(request, "qa/answer_page.html", {"answer": answer})
+
+
+@require_GET
+def answer_memo(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The answer as a PDF memo for the compliance file (its asker, or an auditor); audited."""
+    answer = _own_answer(request, pk)
+    if not answer.is_final:
+        return HttpResponse("The memo can be made once the answer is finished.", status=409)
+    pdf = memo.memo_pdf(answer)
+    audit_log.record(
+        EventKind.LOG_EXPORTED,
+        f"Answer memo exported: {answer.question[:200]}",
+        user=request.user,
+        data={"format": "memo.pdf", "answer_id": answer.pk, "bytes": len(pdf)},
+    )
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="regqa-answer-{answer.pk}.pdf"'
+    return response
 
 
 def _sse(event: str, html: str) -> str:
