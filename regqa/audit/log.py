@@ -130,7 +130,7 @@ def _asked(answer) -> dict:
         "passages": answer.passages,
         "retrieval_bundle": answer.retrieval_bundle,
         "retrieval_ms": answer.retrieval_ms,
-    }
+    } | ({"follow_up": answer.follow_up} if answer.follow_up else {})  # the thread and the rewrite
 
 
 def record_question(answer) -> AuditEvent:

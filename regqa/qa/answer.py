@@ -23,7 +23,7 @@ from regqa.audit.models import EventKind
 from regqa.documents import embed, index, lexical
 from regqa.documents.models import Document
 
-from . import escalate, llm, prompts
+from . import escalate, followup, llm, prompts
 from . import quality as quality_check
 from .decision import answerable_threshold, decline_message, explain, learned_probability, quote_passages, settle
 from .models import Answer, EscalationState
@@ -60,9 +60,13 @@ def answerability(question: str, passages: list[dict[str, Any]]) -> float | None
         return None
 
 
-def start_answer(user, question: str, filters: dict | None = None, route: bool = True) -> Answer:
+def start_answer(
+    user, question: str, filters: dict | None = None, route: bool = True, follows: Answer | None = None, asked: str = ""
+) -> Answer:
     """Retrieve passages and store them. Returns an Answer that is final if nothing is relevant.
-    `filters` (issuer, jurisdiction, doc_type, effective_from/until) restrict the documents."""
+    `filters` (issuer, jurisdiction, doc_type, effective_from/until) restrict the documents.
+    `follows`: the answer this question follows up, `asked` the follow-up as the analyst typed it
+    (`question` is then the standalone rewrite, as the analyst confirmed or edited it)."""
     question = question.strip()
     filters = filters or {}
     started = time.perf_counter()
@@ -72,6 +76,9 @@ def start_answer(user, question: str, filters: dict | None = None, route: bool =
         p.as_dict() | {"n": i + 1, "sent_to_model": i < settings.CONTEXT_PASSAGES} for i, p in enumerate(passages)
     ]
     answer = Answer(user=user, question=question, passages=stored, filters=filters, retrieval_ms=round(retrieval_ms, 1))
+    if follows is not None:
+        answer.parent = follows
+        answer.follow_up = followup.record(follows, asked, question)
     answer.retrieval_bundle = passages[0].bundle if passages else ""
     sent = [p for p in stored if p["sent_to_model"]]
     learned = learned_probability(question, sent) if is_covered(passages) else None

@@ -47,6 +47,10 @@ class AskForm(forms.Form):
         label="In effect until", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
 
+    # A follow-up (followup.py): the answer it follows, and the follow-up as the analyst typed it.
+    follows = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    asked = forms.CharField(required=False, max_length=settings.MAX_QUESTION_CHARS, widget=forms.HiddenInput)
+
     FILTERS = ("issuer", "jurisdiction", "doc_type", "effective_from", "effective_until")
 
     def __init__(self, *args, **kwargs) -> None:
@@ -182,3 +186,18 @@ class FeedbackForm(forms.Form):
         super().__init__(*args, **kwargs)
         cited = sorted({int(c["n"]) for c in answer.citations if c.get("valid")})
         self.fields["wrong_passages"].choices = [(n, f"[{n}]") for n in cited]  # type: ignore[attr-defined]
+
+
+class FollowUpForm(forms.Form):
+    text = forms.CharField(
+        label="Follow-up question",
+        max_length=settings.MAX_QUESTION_CHARS,
+        strip=True,
+        error_messages={"required": "Please type a follow-up question."},
+    )
+
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"]
+        if sum(c.isalnum() for c in text) < 3:
+            raise forms.ValidationError("Please type a follow-up question in words.")
+        return text

@@ -69,6 +69,10 @@ class Answer(models.Model):
     # The passage sentences closest to the question, quoted and checked at once while the model
     # writes (answer.instant_quote): {"text", "verification", "ms"}.
     instant = models.JSONField(default=dict, blank=True)
+    # A follow-up: the answer it follows, and {"thread": [answer ids], "asked", "rewritten", "edited",
+    # "rewrite_ms"} (followup.py), which the audit record holds.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="follow_ups")
+    follow_up = models.JSONField(default=dict, blank=True)
     amendments = models.JSONField(default=list, blank=True)
 
     class Meta:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("answers/<int:pk>/", views.answer_detail, name="answer_detail"),
     path("answers/<int:pk>/stream/", views.answer_stream, name="answer_stream"),
     path("answers/<int:pk>/memo.pdf", views.answer_memo, name="answer_memo"),
+    path("answers/<int:pk>/follow-up/", views.follow_up, name="follow_up"),
     path("answers/<int:pk>/feedback/", views.give_feedback, name="answer_feedback"),
     path("answers/<int:pk>/escalate/", views.escalate, name="escalate"),
     path("answers/<int:pk>/escalate/stream/", views.escalation_stream, name="escalation_stream"),

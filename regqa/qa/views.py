@@ -20,9 +20,9 @@ from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
 from . import answer as answering
-from . import bundle, decision_model, feedback, memo, tasks
+from . import bundle, decision_model, feedback, followup, memo, tasks
 from . import escalate as escalating
-from .forms import AskForm, FeedbackForm, PolicyForm, RetrievalTrainingForm
+from .forms import AskForm, FeedbackForm, FollowUpForm, PolicyForm, RetrievalTrainingForm
 from .models import Answer, EscalationPolicy, EscalationState, RetrievalBundle
 
 
@@ -55,7 +55,14 @@ def ask(request: HtmxHttpRequest) -> HttpResponse:
         # Show the errors in place of the form, not in the result area the form targets.
         response = render(request, "qa/ask.html#form", {"form": form}, status=422)
         return reswap(retarget(response, "#ask-form"), "outerHTML")
-    answer = answering.start_answer(request.user, form.cleaned_data["question"], form.filters())
+    follows = None
+    if form.cleaned_data.get("follows"):
+        follows = Answer.objects.filter(pk=form.cleaned_data["follows"], user_id=request.user.pk or 0).first()
+        if follows is None:
+            return HttpResponse("A follow-up continues one of your own answers.", status=404)
+    answer = answering.start_answer(
+        request.user, form.cleaned_data["question"], form.filters(), follows=follows, asked=form.cleaned_data["asked"]
+    )
     if not request.htmx:
         return redirect("answer_detail", pk=answer.pk)
     return render(request, "qa/ask.html#result", {"answer": answer})
@@ -120,6 +127,27 @@ def _event_stream(request: HtmxHttpRequest, answer: Answer, steps: Iterator[tupl
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+@require_POST
+@can_ask
+def follow_up(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """A follow-up to one of the analyst's answers: RegQA proposes it as a standalone question
+    (followup.rewrite), which the analyst confirms or edits before it is asked."""
+    answer = get_object_or_404(Answer, pk=pk, user=request.user)
+    form = FollowUpForm(request.POST)
+    if not form.is_valid():
+        context = {"answer": answer, "follow_up_form": form}
+        if not request.htmx:
+            return render(request, "qa/answer_page.html", context, status=422)
+        return render(request, "qa/ask.html#follow_up", context, status=422)
+    text = form.cleaned_data["text"]
+    rewritten = followup.rewrite(answer.question, text)
+    confirm = AskForm(initial={"question": rewritten, "follows": answer.pk, "asked": text})
+    context = {"answer": answer, "form": confirm, "rewritten": rewritten != text}
+    if not request.htmx:
+        return render(request, "qa/follow_up.html", context)
+    return render(request, "qa/ask.html#follow_up_confirm", context)
 
 
 @require_POST

@@ -106,3 +106,11 @@ def amendment_diff(amendment: dict) -> tuple[SafeString, SafeString]:
     from regqa.qa.amended import word_diff
 
     return word_diff(amendment.get("old_text", ""), amendment.get("new_text", ""))
+
+
+@register.filter
+def thread(answer) -> list:
+    """The answers a follow-up follows, oldest first."""
+    from regqa.qa.followup import thread as answers_before
+
+    return answers_before(answer)
