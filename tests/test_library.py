@@ -468,3 +468,16 @@ def test_a_document_whose_ingestion_was_never_scheduled_can_be_retried(
     Document.objects.filter(pk=document.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
     document.refresh_from_db()
     assert not document.never_scheduled  # a task waits for it: merely a busy queue
+
+
+def test_the_page_text_view_drops_running_headers_and_offers_the_pdf_page(client_for, db):
+    from regqa.documents.models import Page
+
+    document = Document.objects.create(title="Rulebook", sha256="e" * 64, status=Document.Status.READY, page_count=4)
+    header = "VerDate Sep<11>2014 17:08 Jun 13, 2022 Jkt 256036 PO 00000 Frm 0039"
+    for n in range(1, 5):
+        body = "\n".join(f"Line {i} of rule {n}, different on every page {'x' * n}." for i in range(6))
+        Page.objects.create(document=document, number=n, text=f"{header}\n{body}\n{n}")
+    page = client_for("analyst").get(reverse("document_page", args=[document.pk, 2])).content.decode()
+    assert "Line 3 of rule 2, different on every page xx." in page and "VerDate" not in page
+    assert 'id="pdf-page"' not in page  # no stored PDF: the text view only

@@ -18,6 +18,7 @@ from regqa.audit.models import EventKind
 
 from . import ingest, tasks
 from .checks import IngestError
+from .chunking import PageText, strip_running_lines
 from .forms import MetadataForm, UploadForm
 from .models import Chunk, Document, Page
 from .upload import accept_upload
@@ -183,8 +184,24 @@ def page(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         highlight = Chunk.objects.filter(pk=chunk_id, document=document).first()
         if highlight:
             parts = split_span(highlight.text, request.GET.get("span", ""))
-    context = {"document": document, "page": page, "highlight": highlight, "parts": parts}
+    context = {
+        "document": document,
+        "page": page,
+        "page_text": page_text(document, page.number),
+        "highlight": highlight,
+        "parts": parts,
+        # the PDF page itself (PDF.js), with the supporting sentence (or the passage) marked on it
+        "pdf": bool(document.file),
+        "mark": (parts[1] or highlight.text) if highlight and parts else "",
+    }
     return render(request, "documents/page.html", context)
+
+
+def page_text(document: Document, number: int) -> str:
+    """A page's extracted text without the running headers and footers ingestion drops too."""
+    pages = [PageText(n, t) for n, t in document.pages.order_by("number").values_list("number", "text")]
+    lines = dict(zip([p.number for p in pages], strip_running_lines(pages), strict=True))
+    return "\n".join(lines.get(number, []))
 
 
 def split_span(text: str, span: str) -> tuple[str, str, str]:

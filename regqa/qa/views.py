@@ -260,6 +260,7 @@ def retrieval(request: HtmxHttpRequest) -> HttpResponse:
                 ),
                 pairs_sha256=sha256,
                 synthetic_requested=synthetic,
+                figures={"folds": form.cleaned_data["folds"]},  # what a resume uses (training replaces it)
             )
             folds = form.cleaned_data["folds"]
             transaction.on_commit(lambda: tasks.train_retrieval.enqueue(record.pk, folds))

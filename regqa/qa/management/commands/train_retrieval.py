@@ -80,7 +80,10 @@ class Command(BaseCommand):
             _, sha256 = training.store_pairs(pairs.read_bytes()) if pairs is not None else (None, "")
             names = ([pairs.name] if pairs else []) + ([f"{synthetic_n} synthetic questions"] if synthetic_n else [])
             record = RetrievalBundle.objects.create(
-                pairs_file=" + ".join(names), pairs_sha256=sha256, synthetic_requested=synthetic_n
+                pairs_file=" + ".join(names),
+                pairs_sha256=sha256,
+                synthetic_requested=synthetic_n,
+                figures={"folds": folds},  # what a resume from the page uses (training replaces it)
             )
         verbose = options["verbosity"] >= 1
         run: dict[str, Any] = dict(
