@@ -27,6 +27,7 @@ def data_dir(settings, tmp_path):
     settings.AUDIT_CHECKPOINT_FILE = tmp_path / "audit-checkpoints.jsonl"
     index.get_index.cache_clear()
     lexical.get_lexical_index.cache_clear()
+    embed.clear_sentence_cache()  # vectors of the fake embedder must not reach a test of the real one
     yield tmp_path
     index.get_index.cache_clear()
     lexical.get_lexical_index.cache_clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import cache
 
@@ -47,6 +48,32 @@ def embed_passages(texts: list[str]) -> np.ndarray:
             texts, batch_size=settings.EMBEDDING_BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True
         )
     return np.ascontiguousarray(vectors, dtype="float32")
+
+
+SENTENCE_CACHE_SIZE = 4096  # about 6 MB of vectors
+_sentences: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+
+def embed_sentences(texts: list[str]) -> np.ndarray:
+    """embed_passages for the short texts the answer checks embed again and again (the passages'
+    sentences, embedded for the instant quote, then for the check of the model's answer): the
+    vectors of recently seen texts are kept (least recently used dropped)."""
+    key = model_path()
+    missing = list(dict.fromkeys(t for t in texts if (key, t) not in _sentences))
+    if missing:
+        for text, vector in zip(missing, embed_passages(missing), strict=True):
+            _sentences[(key, text)] = vector
+    out = np.zeros((len(texts), DIMENSIONS), dtype="float32")
+    for i, text in enumerate(texts):
+        _sentences.move_to_end((key, text))
+        out[i] = _sentences[(key, text)]
+    while len(_sentences) > SENTENCE_CACHE_SIZE:
+        _sentences.popitem(last=False)
+    return out
+
+
+def clear_sentence_cache() -> None:
+    _sentences.clear()
 
 
 def embed_query(text: str) -> np.ndarray:

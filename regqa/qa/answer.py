@@ -25,6 +25,7 @@ from regqa.documents.models import Document
 
 from . import escalate, followup, llm, prompts
 from . import quality as quality_check
+from .citations import cited_numbers
 from .decision import answerable_threshold, decline_message, explain, learned_probability, quote_passages, settle
 from .models import Answer, EscalationState
 from .retrieve import filtered_documents, is_covered, retrieve
@@ -114,7 +115,8 @@ def instant_quote(question: str, sent: list[dict[str, Any]]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         quote = quote_passages(question, "", sent, limit=3)
-        checked = verify_answer(quote, sent, question) if quote else {}
+        quoted_from = set(cited_numbers(quote))
+        checked = verify_answer(quote, [p for p in sent if p["n"] in quoted_from], question) if quote else {}
     except Exception:
         log.exception("the instant quote failed; the model's answer still comes")
         return {}

@@ -22,7 +22,7 @@ from .decision_model import DecisionModel
 from .llm import model_name
 from .models import Answer
 from .prompts import INJECTION
-from .verify import passage_spans, verify_answer
+from .verify import content_terms, passage_spans, verify_answer
 
 # An answer that says the passages lack the answer.
 REFUSAL = re.compile(
@@ -32,6 +32,7 @@ REFUSAL = re.compile(
 )
 NOT_COVERED_MESSAGE = "The documents in the library do not cover this question, so RegQA will not guess an answer."
 QUOTE_MIN_SIMILARITY = 0.4  # a second quoted sentence must be at least this close
+QUOTE_CANDIDATES = 12  # sentences compared by meaning, chosen by the words they share with the question
 
 # P(yes) thresholds measured on the FinTextQA tune half (bench/answerability.py, docs/benchmarks.md):
 # (when retrieval strength is 5 of 5, when it is lower). Lower ones (bench/answer_thresholds.py) only
@@ -76,7 +77,12 @@ def quote_passages(question: str, draft: str, passages: list[Passage], limit: in
                 candidates.append((p["n"], sentence if sentence[-1] in ".:;!?" else f"{sentence}."))
     if not candidates:
         return ""
-    vectors = embed.embed_passages([f"{question} {strip_citations(draft)}"] + [c[1] for c in candidates])
+    if len(candidates) > QUOTE_CANDIDATES:  # embed only the sentences sharing most words with the question
+        terms = content_terms(f"{question} {strip_citations(draft)}")
+        overlap = [len(terms & content_terms(sentence)) for _, sentence in candidates]
+        keep = sorted(range(len(candidates)), key=lambda i: -overlap[i])[:QUOTE_CANDIDATES]
+        candidates = [candidates[i] for i in sorted(keep)]
+    vectors = embed.embed_sentences([f"{question} {strip_citations(draft)}"] + [c[1] for c in candidates])
     similarity = vectors[1:] @ vectors[0]
     best = sorted(range(len(candidates)), key=lambda i: -similarity[i])
     chosen = [best[0]] + [i for i in best[1:limit] if similarity[i] >= QUOTE_MIN_SIMILARITY]

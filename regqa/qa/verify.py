@@ -165,7 +165,7 @@ def verify_answer(answer_text: str, passages: list[dict], question: str = "") ->
     texts = [CITATION.sub(" ", s) for s in sentences]
     for n, p in given.items():
         texts += [p["text"][a:b] for a, b in spans[n]]
-    matrix = embed.embed_passages(texts)
+    matrix = embed.embed_sentences(texts)
     vectors, row = {}, len(sentences)
     for n in given:
         vectors[n] = (spans[n], matrix[row : row + len(spans[n])])
