@@ -55,10 +55,11 @@ def record(follows: Answer, asked: str, question: str) -> dict[str, Any]:
     proposed and whether the analyst edited it."""
     started = time.perf_counter()
     proposed = rewrite(follows.question, asked) if asked else question
+    rewrite_ms = round((time.perf_counter() - started) * 1000, 4)
     return {
         "thread": [a.pk for a in thread(follows)] + [follows.pk],
         "asked": asked,
         "rewritten": proposed,
         "edited": proposed != question,
-        "rewrite_ms": round((time.perf_counter() - started) * 1000, 3),
+        "rewrite_ms": rewrite_ms,
     }
