@@ -227,3 +227,64 @@ def test_a_citation_opens_the_pdf_page_itself_with_the_sentence_marked(live_serv
     page.wait_for_selector("#pdf-page.failed", timeout=30_000)
     assert "could not be shown" in page.inner_text("#pdf-page .pdf-status")
     assert page.locator("#page-text-view").is_visible() and "Company means" in page.inner_text(".page-text")
+
+
+def test_instant_quote_feedback_follow_up_and_an_amended_source(live_server, users, browser_page):
+    """An analyst's session with the real models: the quote from the documents appears before the
+    model's first word; feedback; a follow-up in a thread; then a new version of the document
+    changes the cited definition and the answer is flagged, with the old and new text."""
+    from .conftest import make_pdf
+
+    definition = (
+        "§ 5.2 Definitions.\n(b) Company means any corporation, partnership, trust, association, joint venture,\n"
+        "pool syndicate, sole proprietorship or unincorporated organization."
+    )
+    scope = "§ 5.1 Scope.\nThis rulebook applies to every member bank and to its executive officers."
+    v1 = Document.objects.create(title="Member Bank Rulebook", sha256="4" * 64)
+    v1.file.save("rulebook-v1.pdf", ContentFile(make_pdf([scope, definition])))
+    assert ingest_document(v1.pk).status == Document.Status.READY
+
+    page = browser_page
+    page.goto(f"{live_server.url}/ask/")
+    log_in(page, "analyst", f"{live_server.url}/ask/")
+    page.fill("#id_question", "What kinds of business entity count as a company under the rulebook?")
+    page.click("#ask-form button")
+    page.wait_for_selector(".instant", timeout=30_000)
+    assert page.locator(".answer.streaming .text.draft").inner_text() == ""  # before the model's first word
+    assert "From the documents, at once" in page.inner_text(".instant")
+    assert page.locator(".instant a.cite").count() >= 1
+    page.wait_for_selector(".answer[data-status]", timeout=180_000)
+    status = page.get_attribute(".answer[data-status]", "data-status")
+    assert status in ("answered", "quoted"), page.inner_text(".answer")
+
+    # feedback: helpful, and recorded
+    page.check("form.feedback input[value=helpful]")
+    page.fill("form.feedback textarea", "Clear and cited.")
+    page.click("form.feedback button")
+    page.wait_for_selector("form.feedback .saved-feedback")
+    assert "Your feedback: helpful" in page.inner_text("form.feedback")
+
+    # a follow-up: RegQA proposes a standalone question, the analyst asks it, the thread shows
+    page.fill("form.follow-up input[name=text]", "and does that include a trust?")
+    page.click("form.follow-up button")
+    page.wait_for_selector("form.follow-up.confirm textarea", timeout=10_000)
+    proposed = page.input_value("form.follow-up.confirm textarea")
+    assert proposed.startswith("What kinds of business entity count as a company") and "trust" in proposed
+    page.click("form.follow-up.confirm button[type=submit]")
+    page.wait_for_selector(".thread", timeout=30_000)
+    assert "What kinds of business entity count as a company under the rulebook?" in page.inner_text(".thread")
+    page.wait_for_selector(".answer[data-status]", timeout=180_000)
+
+    # a new version changes the definition the first answer cited: the answer is flagged
+    v2 = Document.objects.create(title="Member Bank Rulebook", sha256="5" * 64, supersedes=v1, version=2)
+    amended = definition.replace("trust, association", "trust, limited liability company, association")
+    v2.file.save("rulebook-v2.pdf", ContentFile(make_pdf([scope, amended])))
+    assert ingest_document(v2.pk).status == Document.Status.READY
+    page.goto(f"{live_server.url}/answers/")
+    assert "source amended" in page.inner_text("table")
+    from regqa.qa.models import Answer
+
+    page.goto(f"{live_server.url}/answers/{Answer.objects.order_by('pk').first().pk}/")
+    page.wait_for_selector(".amended")
+    assert "limited liability company" in page.inner_text(".amended ins")
+    assert "Cited: version 1" in page.inner_text(".amended")
