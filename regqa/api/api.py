@@ -430,12 +430,7 @@ def audit_export(request: HttpRequest, filters: Query[TrailFilters], format: str
     if format not in ("jsonl", "csv"):
         raise ApiError(422, "invalid", "format must be jsonl or csv.", {"format": ["Choose jsonl or csv."]})
     qs, head = _trail(request, filters, format)
-    if format == "jsonl":
-        response = StreamingHttpResponse(export.jsonl(qs, head), content_type="application/x-ndjson")
-    else:
-        response = StreamingHttpResponse(export.csv_rows(qs), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="regqa-audit.{format}"'
-    return response
+    return export.streamed(qs, head, format)
 
 
 @api.get("/audit/manifest", response={200: Manifest, 422: Error, **ERRORS}, tags=["audit"])

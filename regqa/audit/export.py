@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 from django.db.models import Q, QuerySet
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -128,6 +129,16 @@ def begin(user, fmt: str, **filters) -> tuple[QuerySet[AuditEvent], dict]:
     record(EventKind.LOG_EXPORTED, f"Audit trail exported as {fmt} ({head['count']} entries)", user=user,
            data={"manifest": head})  # fmt: skip
     return qs, head
+
+
+def streamed(qs: QuerySet[AuditEvent], head: dict, fmt: str) -> StreamingHttpResponse:
+    """The export as a download: JSON Lines (the manifest first) or CSV, streamed."""
+    if fmt == "jsonl":
+        response = StreamingHttpResponse(jsonl(qs, head), content_type="application/x-ndjson")
+    else:
+        response = StreamingHttpResponse(csv_rows(qs), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="regqa-audit.{fmt}"'
+    return response
 
 
 def manifest(qs: QuerySet[AuditEvent], filters: dict, exported_by: str, fmt: str) -> dict:

@@ -169,12 +169,7 @@ def export_trail(request: HttpRequest, fmt: str) -> HttpResponseBase:
         response = HttpResponse(json.dumps(head, indent=1), content_type="application/json")
         response["Content-Disposition"] = 'attachment; filename="regqa-audit-manifest.json"'
         return response
-    if fmt == "jsonl":
-        stream = StreamingHttpResponse(export.jsonl(qs, head), content_type="application/x-ndjson")
-    else:
-        stream = StreamingHttpResponse(export.csv_rows(qs), content_type="text/csv")
-    stream["Content-Disposition"] = f'attachment; filename="regqa-audit.{fmt}"'
-    return stream
+    return export.streamed(qs, head, fmt)
 
 
 @require_GET
