@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
@@ -25,6 +25,7 @@ from ninja import File, Form, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.files import UploadedFile
 from ninja.security import HttpBearer
+from pydantic import Field
 
 from regqa.audit import export
 from regqa.documents.checks import IngestError
@@ -67,6 +68,9 @@ api = NinjaAPI(
     auth=TokenAuth(),
     urls_namespace="api",
 )
+
+MAX_ID = 2**63 - 1  # the databases' largest integer: a larger id or offset is refused (422), never sent to them
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 # What each status code means for every operation that can return it.
 UNAUTHENTICATED = {401: Error}
@@ -269,8 +273,8 @@ class AnswerFilters(Schema):
     feedback: str = ""
     amended: str = ""
     escalated: str = ""
-    limit: int = 50
-    offset: int = 0
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=MAX_ID)
 
 
 @api.get("/answers", response={200: AnswerList, 422: Error, **ERRORS}, tags=["answers"])
@@ -281,8 +285,6 @@ def answers(request: HttpRequest, filters: Query[AnswerFilters]):
     user = request.user
     if not (user.has_perm("qa.ask_question") or user.has_perm("qa.view_answer_log")):
         need(request, "qa.ask_question")
-    if not 1 <= filters.limit <= 200 or filters.offset < 0:
-        raise ApiError(422, "invalid", "limit must be from 1 to 200 and offset at least 0.")
     params = {k: v for k, v in filters.dict().items() if k not in ("limit", "offset") and v}
     try:
         qs = export.answers(params)
@@ -295,8 +297,8 @@ def answers(request: HttpRequest, filters: Query[AnswerFilters]):
     return {"count": qs.count(), "items": [answer_json(request, a) for a in page]}
 
 
-@api.get("/answers/{answer_id}", response={200: AnswerOut, 404: Error, **ERRORS}, tags=["answers"])
-def answer(request: HttpRequest, answer_id: int):
+@api.get("/answers/{answer_id}", response={200: AnswerOut, 404: Error, 422: Error, **ERRORS}, tags=["answers"])
+def answer(request: HttpRequest, answer_id: Id):
     """One answer with its passages, citations, verification, quality scores and routing decision."""
     found = get_object_or_404(Answer.objects.select_related("user"), pk=answer_id)
     if found.user_id != request.user.pk and not request.user.has_perm("qa.view_answer_log"):
@@ -377,8 +379,8 @@ def documents(request: HttpRequest):
     return {"count": qs.count(), "items": [document_json(d) for d in qs]}
 
 
-@api.get("/documents/{document_id}", response={200: DocumentOut, 404: Error, **ERRORS}, tags=["documents"])
-def document(request: HttpRequest, document_id: int):
+@api.get("/documents/{document_id}", response={200: DocumentOut, 404: Error, 422: Error, **ERRORS}, tags=["documents"])
+def document(request: HttpRequest, document_id: Id):
     """One document and its ingestion status (progress in percent while processing)."""
     need(request, "documents.manage_documents")
     return document_json(get_object_or_404(Document.objects.select_related("uploaded_by"), pk=document_id))
