@@ -268,6 +268,7 @@ class RetrievalBundle(models.Model):
     synthetic_requested = models.PositiveIntegerField(
         default=0, help_text="Passages to write a training question for with the local model (0: labelled pairs only)."
     )
+    folds = models.PositiveSmallIntegerField(default=5)  # cross-validation folds asked for (a resume uses them)
     synthetic_model = models.CharField(max_length=200, blank=True)
 
     class Meta:

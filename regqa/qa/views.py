@@ -260,7 +260,7 @@ def retrieval(request: HtmxHttpRequest) -> HttpResponse:
                 ),
                 pairs_sha256=sha256,
                 synthetic_requested=synthetic,
-                figures={"folds": form.cleaned_data["folds"]},  # what a resume uses (training replaces it)
+                folds=form.cleaned_data["folds"],
             )
             folds = form.cleaned_data["folds"]
             transaction.on_commit(lambda: tasks.train_retrieval.enqueue(record.pk, folds))
@@ -293,7 +293,7 @@ def retrieval_resume(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     record = get_object_or_404(RetrievalBundle, pk=pk)
     if not record.resumable:
         return HttpResponse(f"{record.label} is {record.get_status_display().lower()}: nothing to resume.", status=409)
-    transaction.on_commit(lambda: tasks.train_retrieval.enqueue(record.pk, record.figures.get("folds", 5)))
+    transaction.on_commit(lambda: tasks.train_retrieval.enqueue(record.pk, record.folds))
     return redirect("retrieval")
 
 

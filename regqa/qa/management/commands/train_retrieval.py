@@ -83,7 +83,7 @@ class Command(BaseCommand):
                 pairs_file=" + ".join(names),
                 pairs_sha256=sha256,
                 synthetic_requested=synthetic_n,
-                figures={"folds": folds},  # what a resume from the page uses (training replaces it)
+                folds=folds,  # what a resume from the page uses
             )
         verbose = options["verbosity"] >= 1
         run: dict[str, Any] = dict(
