@@ -135,6 +135,7 @@ def _calls(answer_id: int, document_id: int) -> dict[str, tuple[str, str, dict]]
         "ask_stream": ("post", "/api/answers/stream", question),
         "list_answers": ("get", "/api/answers", {}),
         "read_answer": ("get", f"/api/answers/{answer_id}", {}),
+        "answer_memo": ("get", f"/api/answers/{answer_id}/memo", {}),
         "upload": ("post", "/api/documents", {"data": {"file": ContentFile(b"%PDF-1.4 not really", name="x.pdf")}}),
         "list_documents": ("get", "/api/documents", {}),
         "read_document": ("get", f"/api/documents/{document_id}", {}),
@@ -149,6 +150,7 @@ ALLOWED = {  # which roles each call is for (a refused call is 403 with the JSON
     "ask_stream": {"analyst", "admin"},
     "list_answers": {"analyst", "admin", "auditor"},
     "read_answer": {"auditor"},  # someone else's answer: only auditors read it
+    "answer_memo": {"auditor"},
     "upload": {"admin"},
     "list_documents": {"admin"},
     "read_document": {"admin"},
@@ -342,3 +344,16 @@ def test_numbers_out_of_range_are_refused_not_sent_to_the_database(users, client
     """schemathesis found a huge offset as a 500 (SQLite cannot hold the integer)."""
     response = client.get(url, headers=bearer("admin" if "documents" in url else "auditor"))
     assert response.status_code == 422 and response.json()["code"] == "invalid"
+
+
+def test_the_memo_over_the_api_is_a_pdf_for_the_asker_and_auditors_audited(users, client, bearer):
+    mine = AnswerFactory(user=users["analyst"], question="What is a company?")
+    response = client.get(f"/api/answers/{mine.pk}/memo", headers=bearer("analyst"))
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF") and f"regqa-answer-{mine.pk}.pdf" in response["Content-Disposition"]
+    assert client.get(f"/api/answers/{mine.pk}/memo", headers=bearer("auditor")).status_code == 200
+    exported = AuditEvent.objects.filter(kind=EventKind.LOG_EXPORTED, data__format="memo.pdf")
+    assert sorted(e.actor for e in exported) == ["analyst", "auditor"]
+    pending = AnswerFactory(user=users["analyst"], status=Answer.Status.PENDING)
+    refused = client.get(f"/api/answers/{pending.pk}/memo", headers=bearer("analyst"))
+    assert refused.status_code == 409 and refused.json()["code"] == "conflict"

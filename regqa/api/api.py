@@ -34,6 +34,7 @@ from regqa.documents.models import Document
 from regqa.documents.upload import accept_upload
 from regqa.qa import answer as answering
 from regqa.qa import escalate as escalating
+from regqa.qa import memo
 from regqa.qa.forms import AskForm
 from regqa.qa.models import Answer, EscalationState
 
@@ -300,10 +301,38 @@ def answers(request: HttpRequest, filters: Query[AnswerFilters]):
 @api.get("/answers/{answer_id}", response={200: AnswerOut, 404: Error, 422: Error, **ERRORS}, tags=["answers"])
 def answer(request: HttpRequest, answer_id: Id):
     """One answer with its passages, citations, verification, quality scores and routing decision."""
+    return answer_json(request, _readable(request, answer_id))
+
+
+def _readable(request: HttpRequest, answer_id: int) -> Answer:
     found = get_object_or_404(Answer.objects.select_related("user"), pk=answer_id)
     if found.user_id != request.user.pk and not request.user.has_perm("qa.view_answer_log"):
         raise PermissionDenied("This answer belongs to another user.")
-    return answer_json(request, found)
+    return found
+
+
+@api.get(
+    "/answers/{answer_id}/memo",
+    response={200: None, 404: Error, 409: Error, 422: Error, **ERRORS},
+    tags=["answers"],
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The answer as a PDF memo for the compliance file (as the page's Memo (PDF)).",
+                "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        }
+    },
+)
+def answer_memo(request: HttpRequest, answer_id: Id):
+    """The answer as a PDF memo: question, answer and its verification, scores, routing, cited
+    passages with document versions and pages, model, and the audit entry's hash. Audited."""
+    found = _readable(request, answer_id)
+    if not found.is_final:
+        raise ApiError(409, "conflict", "The memo can be made once the answer is finished.")
+    response = HttpResponse(memo.export(found, request.user), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="regqa-answer-{found.pk}.pdf"'
+    return response
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from regqa.audit import log as audit_log
 from regqa.audit.models import AuditEvent, EventKind
 
 from .models import Answer
@@ -127,3 +128,15 @@ def memo_pdf(answer: Answer) -> bytes:
     )
     document.build(story)
     return buffer.getvalue()
+
+
+def export(answer: Answer, user) -> bytes:
+    """The memo for `user` (the page and the API), recorded in the audit trail as an export."""
+    pdf = memo_pdf(answer)
+    audit_log.record(
+        EventKind.LOG_EXPORTED,
+        f"Answer memo exported: {answer.question[:200]}",
+        user=user,
+        data={"format": "memo.pdf", "answer_id": answer.pk, "bytes": len(pdf)},
+    )
+    return pdf

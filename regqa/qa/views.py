@@ -87,14 +87,7 @@ def answer_memo(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     answer = _own_answer(request, pk)
     if not answer.is_final:
         return HttpResponse("The memo can be made once the answer is finished.", status=409)
-    pdf = memo.memo_pdf(answer)
-    audit_log.record(
-        EventKind.LOG_EXPORTED,
-        f"Answer memo exported: {answer.question[:200]}",
-        user=request.user,
-        data={"format": "memo.pdf", "answer_id": answer.pk, "bytes": len(pdf)},
-    )
-    response = HttpResponse(pdf, content_type="application/pdf")
+    response = HttpResponse(memo.export(answer, request.user), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="regqa-answer-{answer.pk}.pdf"'
     return response
 
