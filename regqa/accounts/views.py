@@ -12,12 +12,6 @@ from django.http.response import HttpResponseBase
 @login_not_required
 def login(request: HttpRequest) -> HttpResponseBase:
     context = {"sso": settings.OIDC_ISSUER and settings.OIDC_PROVIDER_NAME, "local": settings.LOCAL_LOGIN}
-    if request.method == "POST" and not settings.LOCAL_LOGIN:
+    if request.method == "POST" and not settings.LOCAL_LOGIN:  # no password backend: it cannot succeed
         context["local_off"] = "Passwords are switched off here: log in with single sign-on."
-        return auth_views.LoginView.as_view(extra_context=context)(_as_get(request))
     return auth_views.LoginView.as_view(extra_context=context)(request)
-
-
-def _as_get(request: HttpRequest) -> HttpRequest:
-    request.method = "GET"
-    return request

@@ -79,6 +79,11 @@ ERRORS = {401: Error, 403: Error}
 BODY_ERRORS = {400: Error, 422: Error, **ERRORS}  # 400: a body that cannot be parsed at all
 
 
+def ok_body(description: str, content: dict) -> dict:
+    """OpenAPI for a 200 that is not JSON (a stream, a file): its description and media types."""
+    return {"responses": {200: {"description": description, "content": content}}}
+
+
 def _error(request: HttpRequest, status: int, code: str, message: str, fields: dict | None = None) -> HttpResponse:
     return api.create_response(request, {"code": code, "message": message, "fields": fields or {}}, status=status)
 
@@ -227,16 +232,12 @@ def _sse(event: str, data: Any) -> str:
     "/answers/stream",
     response={200: None, **BODY_ERRORS},
     tags=["answers"],
-    openapi_extra={
-        "responses": {
-            200: {
-                "description": "Server-sent events, as the web page receives them: `answer` (the answer with its "
-                'passages, at once), then `status` and `token` ({"text": …}) while the model writes, then `done` '
-                "(the finished answer, as GET /api/answers/{id} returns it).",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            }
-        }
-    },
+    openapi_extra=ok_body(
+        "Server-sent events, as the web page receives them: `answer` (the answer with its "
+        'passages, at once), then `status` and `token` ({"text": …}) while the model writes, then `done` '
+        "(the finished answer, as GET /api/answers/{id} returns it).",
+        {"text/event-stream": {"schema": {"type": "string"}}},
+    ),
 )
 def ask_stream(request: HttpRequest, body: AskIn):
     """Ask a question and receive the answer as server-sent events while it is written."""
@@ -315,14 +316,10 @@ def _readable(request: HttpRequest, answer_id: int) -> Answer:
     "/answers/{answer_id}/memo",
     response={200: None, 404: Error, 409: Error, 422: Error, **ERRORS},
     tags=["answers"],
-    openapi_extra={
-        "responses": {
-            200: {
-                "description": "The answer as a PDF memo for the compliance file (as the page's Memo (PDF)).",
-                "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
-            }
-        }
-    },
+    openapi_extra=ok_body(
+        "The answer as a PDF memo for the compliance file (as the page's Memo (PDF)).",
+        {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+    ),
 )
 def answer_memo(request: HttpRequest, answer_id: Id):
     """The answer as a PDF memo: question, answer and its verification, scores, routing, cited
@@ -442,19 +439,15 @@ def _trail(request: HttpRequest, filters: TrailFilters, fmt: str):
     "/audit/export",
     response={200: None, 422: Error, **ERRORS},
     tags=["audit"],
-    openapi_extra={
-        "responses": {
-            200: {
-                "description": 'format=jsonl: JSON Lines, the manifest first ({"manifest": …}), then one entry per '
-                "line. format=csv: the entries as CSV (its manifest: GET /api/audit/manifest with the same filters "
-                "and `until`).",
-                "content": {
-                    "application/x-ndjson": {"schema": {"type": "string"}},
-                    "text/csv": {"schema": {"type": "string"}},
-                },
-            }
-        }
-    },
+    openapi_extra=ok_body(
+        'format=jsonl: JSON Lines, the manifest first ({"manifest": …}), then one entry per '
+        "line. format=csv: the entries as CSV (its manifest: GET /api/audit/manifest with the same filters "
+        "and `until`).",
+        {
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    ),
 )
 def audit_export(request: HttpRequest, filters: Query[TrailFilters], format: str = "jsonl"):
     """The audit trail (filtered) with its manifest; every export is itself an audit entry."""
