@@ -288,6 +288,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "regqa.streaming.FileStreamMiddleware",  # first: under ASGI, files are streamed from a thread
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

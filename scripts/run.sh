@@ -52,9 +52,11 @@ if [[ -z "${REGQA_LARGE_LLM_BASE_URL:-}" && "${REGQA_LARGE_SERVER:-on}" != "off"
   export REGQA_LARGE_LLM_BASE_URL="http://127.0.0.1:$large_port/v1" REGQA_LARGE_LLM_MODEL=large
   echo "Large model for escalation: $(basename "$large_gguf") at $REGQA_LARGE_LLM_BASE_URL"
 fi
-# One process (the models are loaded once), threads for concurrent pages and answer streams.
-.venv/bin/gunicorn regqa.wsgi --config scripts/gunicorn.conf.py --bind "$HOST:$PORT" \
-  --access-logfile - --log-level warning &
+# uvicorn serves the ASGI app: pages run in threads, answer streams wait for the model on the event
+# loop. One process with the in-process model (it is loaded once); with a model server
+# (REGQA_LLM_BASE_URL or REGQA_LLM_SERVER=on) REGQA_WEB_WORKERS may be more.
+.venv/bin/uvicorn regqa.asgi:application --host "$HOST" --port "$PORT" --workers "${REGQA_WEB_WORKERS:-1}" \
+  --lifespan off --timeout-graceful-shutdown 5 --log-level info &
 pids+=($!)
 sleep 2
 echo

@@ -135,3 +135,38 @@ def large_model(llama_server, settings):
     settings.LARGE_LLM_RETRIES = 0
     yield recorder
     recorder.stop()
+
+
+@pytest.fixture
+def asgi_server(transactional_db):
+    """RegQA's ASGI application served by uvicorn on 127.0.0.1 (a free port), as `make run` serves
+    it, in a thread of this process so it shares the test database. Yields the base URL."""
+    import socket
+    import threading
+
+    import uvicorn
+    from django.core.asgi import get_asgi_application
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(get_asgi_application(), log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        threading.Event().wait(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def session_cookie(client, user) -> dict[str, str]:
+    """The session cookie of `user` logged in (for an HTTP client other than Django's)."""
+    from django.conf import settings
+
+    client.force_login(user)
+    return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import time
 
 import pytest
 from django.core.files.base import ContentFile
@@ -36,7 +37,7 @@ def browser_page():
                 "--no-first-run",
             ],
         )
-        page = browser.new_page()
+        page = browser.new_context().new_page()  # a context, so a test can open a second tab
         yield page
         browser.close()
 
@@ -288,3 +289,52 @@ def test_instant_quote_feedback_follow_up_and_an_amended_source(live_server, use
     page.wait_for_selector(".amended")
     assert "limited liability company" in page.inner_text(".amended ins")
     assert "Cited: version 1" in page.inner_text(".amended")
+
+
+def test_the_library_page_loads_while_answers_stream(asgi_server, users, browser_page, client):
+    """Served as `make run` serves it (uvicorn, ASGI), with the real model: nine answer streams
+    (more than the eight threads of the WSGI server used before) and the analyst's own answer
+    waiting in the queue; the library page loads at once for an admin; when the nine browsers
+    go away the model stops and the analyst's answer is written."""
+    from regqa.qa import llm
+    from regqa.qa.answer import start_answer
+    from regqa.qa.models import Answer
+
+    from .conftest import session_cookie
+    from .test_asgi import EventStream, until
+
+    document = Document.objects.create(title="12 CFR 215 (Regulation O)", sha256="2" * 64)
+    document.file.save("12cfr215.pdf", ContentFile((PDFS / "12cfr215.pdf").read_bytes()))
+    assert ingest_document(document.pk).status == Document.Status.READY
+    llm.get_model()  # loaded before the clock starts
+    cookies = session_cookie(client, users["analyst"])
+    others = [start_answer(users["analyst"], f"Who is an insider under Regulation O? ({n})") for n in range(9)]
+    streams = []
+    for n, answer in enumerate(others):  # one after another (the in-memory test database locks whole tables)
+        streams.append(EventStream(asgi_server, f"/answers/{answer.pk}/stream/", cookies))
+        assert until(lambda n=n: llm.slots.busy + len(llm.slots.queue) == n + 1, 30)
+
+    page = browser_page
+    page.goto(f"{asgi_server}/ask/")
+    log_in(page, "analyst", f"{asgi_server}/ask/")
+    page.fill("#id_question", "Under Regulation O, what kinds of business entity count as a company?")
+    page.click("#ask-form button")
+    page.wait_for_selector("ol.passages li", timeout=30_000)
+    page.wait_for_function("document.querySelector('.answer .status')?.textContent.includes('number 9 in the queue')")
+
+    library = page.context.browser.new_context().new_page()  # an admin, in another window
+    library.goto(f"{asgi_server}/documents/")
+    log_in(library, "admin", f"{asgi_server}/documents/")
+    started = time.monotonic()
+    library.goto(f"{asgi_server}/documents/")
+    assert "12 CFR 215 (Regulation O)" in library.inner_text("body"), library.inner_text("body")[:500]
+    assert time.monotonic() - started < 3.0  # the page, its styles and scripts, with the model writing
+    library.close()
+
+    writing = Answer.objects.get(status=Answer.Status.STREAMING)
+    for stream in streams:
+        stream.close()
+    assert until(lambda: Answer.objects.get(pk=writing.pk).status == Answer.Status.FAILED, 30)
+    page.wait_for_selector(".answer[data-status]", timeout=180_000)  # the analyst's turn came
+    assert page.get_attribute(".answer[data-status]", "data-status") in ("answered", "quoted")
+    assert Answer.objects.filter(pk__in=[a.pk for a in others], status=Answer.Status.PENDING).count() == 8

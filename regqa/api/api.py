@@ -10,14 +10,15 @@ shape, `{"code", "message", "fields"}`, with the message the page would show.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.datastructures import MultiValueDict
@@ -27,6 +28,7 @@ from ninja.files import UploadedFile
 from ninja.security import HttpBearer
 from pydantic import Field
 
+from regqa import streaming
 from regqa.audit import export
 from regqa.documents.checks import IngestError
 from regqa.documents.forms import UploadForm
@@ -34,7 +36,7 @@ from regqa.documents.models import Document
 from regqa.documents.upload import accept_upload
 from regqa.qa import answer as answering
 from regqa.qa import escalate as escalating
-from regqa.qa import memo
+from regqa.qa import llm, memo
 from regqa.qa.forms import AskForm
 from regqa.qa.models import Answer, EscalationState
 
@@ -228,6 +230,10 @@ def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, default=str, ensure_ascii=False)}\n\n"
 
 
+def _waiting(place: int) -> str:
+    return _sse("status", {"text": answering.waiting_status(place)})
+
+
 @api.post(
     "/answers/stream",
     response={200: None, **BODY_ERRORS},
@@ -243,11 +249,11 @@ def ask_stream(request: HttpRequest, body: AskIn):
     """Ask a question and receive the answer as server-sent events while it is written."""
     form = _ask_form(request, body)
     answer = answering.start_answer(request.user, form.cleaned_data["question"], form.filters())
+    first = _sse("answer", answer_json(request, answer))
 
-    def events() -> Iterator[str]:
-        yield _sse("answer", answer_json(request, answer))
+    def events(ticket: llm.Ticket | None = None) -> Iterator[str]:
         if answer.status == Answer.Status.PENDING:
-            for kind, text in answering.stream_answer(answer):
+            for kind, text in answering.stream_answer(answer, ticket=ticket):
                 yield _sse(kind, {"text": text})
         answer.refresh_from_db()
         if answer.escalation_state == EscalationState.PENDING:
@@ -256,10 +262,19 @@ def ask_stream(request: HttpRequest, body: AskIn):
             answer.refresh_from_db()
         yield _sse("done", answer_json(request, answer))
 
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    if not streaming.is_async(request):
+        return streaming.event_stream(itertools.chain([first], events()))
+
+    async def queued() -> AsyncIterator[str]:  # under ASGI: waits for the model holding no thread
+        yield first
+        if answer.status == Answer.Status.PENDING:
+            async for event in answering.queued_for_model(events, _waiting):
+                yield event
+        else:
+            async for event in streaming.Pump(events()):
+                yield event
+
+    return streaming.event_stream(queued())
 
 
 class AnswerFilters(Schema):
@@ -454,7 +469,7 @@ def audit_export(request: HttpRequest, filters: Query[TrailFilters], format: str
     if format not in ("jsonl", "csv"):
         raise ApiError(422, "invalid", "format must be jsonl or csv.", {"format": ["Choose jsonl or csv."]})
     qs, head = _trail(request, filters, format)
-    return export.streamed(qs, head, format)
+    return export.streamed(request, qs, head, format)
 
 
 @api.get("/audit/manifest", response={200: Manifest, 422: Error, **ERRORS}, tags=["audit"])

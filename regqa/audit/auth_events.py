@@ -15,9 +15,10 @@ from .models import EventKind
 
 def _by() -> dict:
     """The acting user as `log.record` arguments: the request's user, else the system."""
-    user = acting_user.get()
-    if isinstance(user, str):  # middleware.acting(): a named actor such as single sign-on
-        return {"actor": user}
+    acting = acting_user.get()
+    if isinstance(acting, str):  # middleware.acting(): a named actor such as single sign-on
+        return {"actor": acting}
+    user = getattr(acting, "user", None)  # the request's user
     if user is not None and user.is_authenticated:
         return {"user": user}
     return {"actor": "system"}

@@ -13,10 +13,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
 from django.db.models import Q, QuerySet
-from django.http import StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from regqa import streaming
 from regqa.qa.models import Answer, Feedback
 
 from . import anchor
@@ -131,12 +132,12 @@ def begin(user, fmt: str, **filters) -> tuple[QuerySet[AuditEvent], dict]:
     return qs, head
 
 
-def streamed(qs: QuerySet[AuditEvent], head: dict, fmt: str) -> StreamingHttpResponse:
+def streamed(request: HttpRequest, qs: QuerySet[AuditEvent], head: dict, fmt: str) -> StreamingHttpResponse:
     """The export as a download: JSON Lines (the manifest first) or CSV, streamed."""
     if fmt == "jsonl":
-        response = StreamingHttpResponse(jsonl(qs, head), content_type="application/x-ndjson")
+        response = streaming.response(request, jsonl(qs, head), "application/x-ndjson")
     else:
-        response = StreamingHttpResponse(csv_rows(qs), content_type="text/csv")
+        response = streaming.response(request, csv_rows(qs), "text/csv")
     response["Content-Disposition"] = f'attachment; filename="regqa-audit.{fmt}"'
     return response
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-acting_user: ContextVar = ContextVar("acting_user", default=None)
+acting_user: ContextVar = ContextVar("acting_user", default=None)  # a request, or a named actor
 
 
 @contextmanager
@@ -27,7 +27,9 @@ class ActingUserMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        token = acting_user.set(getattr(request, "user", None))
+        # the request, not its lazy `user`: under ASGI, asgiref copies context variables between
+        # threads and the event loop, and looking at a lazy user there would query the database
+        token = acting_user.set(request)
         try:
             return self.get_response(request)
         finally:

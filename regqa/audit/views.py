@@ -13,6 +13,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
+from regqa import streaming
 from regqa.documents.models import Document
 from regqa.qa.models import Answer
 
@@ -113,7 +114,7 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
         user=request.user,
         data={"format": "csv", "filter": filters},
     )
-    response = StreamingHttpResponse(export.csv_lines(ANSWER_CSV_COLUMNS, rows()), content_type="text/csv")
+    response = streaming.response(request, export.csv_lines(ANSWER_CSV_COLUMNS, rows()), "text/csv")
     response["Content-Disposition"] = 'attachment; filename="regqa-answer-log.csv"'
     return response
 
@@ -169,7 +170,7 @@ def export_trail(request: HttpRequest, fmt: str) -> HttpResponseBase:
         response = HttpResponse(json.dumps(head, indent=1), content_type="application/json")
         response["Content-Disposition"] = 'attachment; filename="regqa-audit-manifest.json"'
         return response
-    return export.streamed(qs, head, fmt)
+    return export.streamed(request, qs, head, fmt)
 
 
 @require_GET

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from regqa import streaming
 from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 from regqa.documents import embed, index, lexical
@@ -178,9 +179,16 @@ def route_answer(answer: Answer) -> None:
         answer.save(update_fields=["routing"])
 
 
-def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str]]:
+def waiting_status(place: int) -> str:
+    ahead = "the next answer" if place == 1 else f"number {place} in the queue"
+    return f"Waiting for the model: other answers are being written; yours is {ahead}."
+
+
+def stream_answer(answer: Answer, route: bool = True, ticket: llm.Ticket | None = None) -> Iterator[tuple[str, str]]:
     """Run the local model for a pending answer, yielding ("status"|"token", text) events.
 
+    Waits in this thread for one of the model's slots, unless `ticket` already holds one (an async
+    stream waited for it, `queued_for_model`); the slot is given back as soon as the model is done.
     Only one stream may write an answer: a second connection for the same answer (a browser
     reconnecting) gets nothing and should show the stored result instead.
     """
@@ -197,14 +205,10 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
     retrieval_ms = answer.retrieval_ms or 0.0
     answerable: float | None = None
     try:
-        waiting = llm.slots.wait()
+        ticket = ticket or llm.slots.join()
         try:
-            for place in waiting:
-                ahead = "the next answer" if place == 1 else f"number {place} in the queue"
-                yield "status", f"Waiting for the model: other answers are being written; yours is {ahead}."
-        finally:
-            waiting.close()  # a browser gone while waiting leaves the queue
-        try:
+            for place in ticket.wait():
+                yield "status", waiting_status(place)
             model = llm.get_model()
             # the draft first, so the analyst reads it sooner; it is labelled a draft until checked
             yield "status", "Writing a draft answer (checked against the passages before it counts)..."
@@ -222,7 +226,7 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
                 yield "status", "Asking the model whether the passages state the answer..."
                 answerable = answerability(answer.question, sent)
         finally:
-            llm.slots.release()
+            ticket.release()  # the next answer may start while this one is checked
         text, cited, found = llm.parse_model_output("".join(raw), "".join(pieces)) if raw else ("", [], False)
         if text:
             yield "status", "Checking the citations..."
@@ -249,6 +253,24 @@ def stream_answer(answer: Answer, route: bool = True) -> Iterator[tuple[str, str
         if route:
             route_answer(answer)
         audit_log.record_answer(answer, prompt=messages, model_sha256=llm.model_sha256())
+
+
+async def queued_for_model[T](
+    make: Callable[[llm.Ticket], Iterable[T]], waiting: Callable[[int], T]
+) -> AsyncIterator[T]:
+    """An answer's stream under an async server: wait for one of the model's slots on the event
+    loop, holding no thread (yielding `waiting(place)` when the place in the queue changes), then
+    run `make(ticket)`, which calls stream_answer with the ticket, in a thread of its own
+    (streaming.Pump); that thread gives the slot back, also when the browser has gone."""
+    ticket = llm.slots.join()
+    try:
+        async for place in ticket.wait_async():
+            yield waiting(place)
+    except BaseException:  # the browser went away while waiting: leave the queue
+        ticket.release()
+        raise
+    async for piece in streaming.Pump(make(ticket), on_end=ticket.release):
+        yield piece
 
 
 def answer_question(user, question: str, filters: dict | None = None, route: bool = True) -> Answer:

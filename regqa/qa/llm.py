@@ -9,6 +9,7 @@ loads and runs models; it builds no prompt (prompts.py) and decides nothing abou
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import functools
 import hashlib
@@ -16,7 +17,8 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import AsyncGenerator, Generator, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -267,48 +269,41 @@ class ServerModel:
 
 class Slots:
     """At most `size` writers at once; the others wait in order of arrival and can learn their
-    place in the queue (the page tells the analyst)."""
+    place in the queue (the page tells the analyst). A writer joins with a `Ticket`; a thread waits
+    on it with `Ticket.wait`, an async stream with `Ticket.wait_async` (holding no thread)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.busy = 0
-        self.queue: list[object] = []
+        self.queue: list[Ticket] = []
         self.changed = threading.Condition()
 
-    def wait(self, poll: float = 1.0) -> Generator[int]:
-        """Take a slot. While waiting, yield the answer's place in the queue (1: next) at once and
-        then every `poll` seconds, so a stream can tell the analyst and notice a browser that has
-        gone; closing the generator while waiting leaves the queue."""
-        ticket = object()
+    def join(self) -> Ticket:
+        """A place at the end of the queue."""
+        ticket = Ticket(self)
         with self.changed:
             self.queue.append(ticket)
+        return ticket
+
+    def wait(self, poll: float = 1.0) -> Generator[int]:
+        """Take a slot in this thread, yielding the place in the queue while waiting (see
+        Ticket.wait); closing the generator while waiting leaves the queue."""
+        ticket = self.join()
         taken = False
         try:
-            while True:
-                with self.changed:
-                    if self._take(ticket):
-                        taken = True
-                        return
-                    place = self.queue.index(ticket)
-                yield place + 1
-                with self.changed:
-                    if not self._take(ticket):
-                        self.changed.wait(poll)
-                    else:
-                        taken = True
-                        return
+            yield from ticket.wait(poll)
+            taken = True
         finally:
             if not taken:
-                with self.changed:
-                    self.queue.remove(ticket)
-                    self.changed.notify_all()
+                ticket.release()
 
-    def _take(self, ticket: object) -> bool:
+    def _take(self, ticket: Ticket) -> bool:
         """Under the lock: take a slot if this ticket is first and one is free."""
-        if self.queue[0] is not ticket or self.busy >= self.size:
+        if not self.queue or self.queue[0] is not ticket or self.busy >= self.size:
             return False
         self.queue.pop(0)
         self.busy += 1
+        ticket.holding = True
         self.changed.notify_all()
         return True
 
@@ -327,6 +322,56 @@ class Slots:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class Ticket:
+    """One writer's turn: in the queue, then holding a slot, then released (once)."""
+
+    def __init__(self, slots: Slots) -> None:
+        self.slots = slots
+        self.holding = False
+        self.released = False
+
+    def place(self) -> int:
+        """0 when this ticket holds a slot (taking one if it is first and one is free), else its
+        place in the queue (1: next)."""
+        with self.slots.changed:
+            if self.holding or self.slots._take(self):
+                return 0
+            return self.slots.queue.index(self) + 1
+
+    def wait(self, poll: float = 1.0) -> Generator[int]:
+        """Take a slot, blocking this thread. While waiting, yield the place at once and then
+        every `poll` seconds, so a stream can tell the analyst and notice a browser that has gone."""
+        while place := self.place():
+            yield place
+            with self.slots.changed:
+                if not (self.holding or self.slots._take(self)):
+                    self.slots.changed.wait(poll)
+
+    async def wait_async(self, poll: float = 0.25, every: float = 15.0) -> AsyncGenerator[int]:
+        """Take a slot without holding a thread: the event loop looks again every `poll` seconds.
+        Yields the place when it changes (and every `every` seconds, which keeps a quiet
+        connection open through proxies)."""
+        last, said = 0, 0.0
+        while place := self.place():
+            now = time.monotonic()
+            if place != last or now - said >= every:
+                last, said = place, now
+                yield place
+            await asyncio.sleep(poll)
+
+    def release(self) -> None:
+        """Leave the queue, or give the slot back; a second call does nothing."""
+        with self.slots.changed:
+            if self.released:
+                return
+            self.released = True
+            if self.holding:
+                self.slots.busy -= 1
+            elif self in self.slots.queue:
+                self.slots.queue.remove(self)
+            self.slots.changed.notify_all()
 
 
 _load_lock = threading.Lock()

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
+from regqa import streaming
 from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
@@ -101,25 +102,31 @@ def _sse(event: str, html: str) -> str:
 @can_ask
 def answer_stream(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
     """Server-sent events: "status" and "token" while the model writes, then "done" with the
-    finished answer (citations as links), which htmx swaps in place of the streamed text."""
+    finished answer (citations as links), which htmx swaps in place of the streamed text. Under
+    ASGI an answer waiting for the model holds no thread (answer.queued_for_model)."""
     answer = get_object_or_404(Answer, pk=pk, user=request.user)
-    return _event_stream(request, answer, answering.stream_answer(answer))
+    if not streaming.is_async(request) or answer.status != Answer.Status.PENDING:
+        return _event_stream(request, answer, answering.stream_answer(answer))
+    return streaming.event_stream(
+        answering.queued_for_model(
+            lambda ticket: _events(request, answer, answering.stream_answer(answer, ticket=ticket)),
+            lambda place: _sse("status", answering.waiting_status(place)),
+        )
+    )
 
 
 def _event_stream(request: HtmxHttpRequest, answer: Answer, steps: Iterator[tuple[str, str]]) -> StreamingHttpResponse:
+    body = _events(request, answer, steps)
+    return streaming.event_stream(streaming.Pump(body) if streaming.is_async(request) else body)
+
+
+def _events(request: HtmxHttpRequest, answer: Answer, steps: Iterator[tuple[str, str]]) -> Iterator[str]:
     """The (kind, text) steps of a model writing an answer as server-sent events, then "done"
     with the answer as it now stands."""
-
-    def events() -> Iterator[str]:
-        for kind, text in steps:
-            yield _sse(kind, escape(text))
-        answer.refresh_from_db()
-        yield _sse("done", render_to_string("qa/ask.html#answer", {"answer": answer}, request=request))
-
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    for kind, text in steps:
+        yield _sse(kind, escape(text))
+    answer.refresh_from_db()
+    yield _sse("done", render_to_string("qa/ask.html#answer", {"answer": answer}, request=request))
 
 
 @require_POST
