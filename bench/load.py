@@ -2,11 +2,13 @@
 reads its answer stream to the end, while a prober loads the login page every 2 s. Stops by
 itself (bounded analysts, bounded time).
 
-    make run &                                   # or REGQA_LLM_SERVER=on make run, etc.
+    make run &                          # or REGQA_LLM_SERVER=llama-server make run, etc.
     .venv/bin/python bench/load.py --url http://127.0.0.1:8000 --analysts 8
+    .venv/bin/python bench/load.py --analysts 8 --serial   # the same questions one after another
 
-Reports answers per minute, answer time p50/p95 (ask to the stream's "done"), time to passages
-(ask to the page that shows them), login-page latency p50/max during the load, and errors.
+Reports answers per minute (answers over the time from the start to the last one's end), answer
+time p50/p95 (ask to the stream's "done"), time to passages (ask to the page that shows them),
+login-page latency p50/p95/max during the load, and errors.
 The password is the demo one (var/demo-password.txt) unless --password is given.
 """
 
@@ -68,6 +70,7 @@ def analyst(url: str, user: str, password: str, question: str, deadline: float, 
                         if line.startswith("event: done"):
                             break
             out["answer_s"] = time.monotonic() - started
+            out["finished"] = time.monotonic()
     except Exception as exc:  # every failure counts as an error of the load test
         out["error"] = f"{type(exc).__name__}: {exc}"
 
@@ -80,16 +83,27 @@ def main() -> None:
     parser.add_argument("--password", default="")
     parser.add_argument("--max-seconds", type=float, default=900)
     parser.add_argument("--probe-every", type=float, default=2.0)
+    parser.add_argument(
+        "--serial", action="store_true", help="one analyst asks the same questions one after another (the serial rate)"
+    )
     args = parser.parse_args()
     password = args.password or (ROOT / "var" / "demo-password.txt").read_text().strip()
     deadline = time.monotonic() + args.max_seconds
     results: list[dict] = [{} for _ in range(args.analysts)]
-    threads = [
-        threading.Thread(
-            target=analyst, args=(args.url, args.user, password, QUESTIONS[i % len(QUESTIONS)], deadline, results[i])
-        )
-        for i in range(args.analysts)
-    ]
+    questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.analysts)]
+
+    def one_after_another() -> None:
+        for question, out in zip(questions, results, strict=True):
+            analyst(args.url, args.user, password, question, deadline, out)
+
+    threads = (
+        [threading.Thread(target=one_after_another)]
+        if args.serial
+        else [
+            threading.Thread(target=analyst, args=(args.url, args.user, password, q, deadline, out))
+            for q, out in zip(questions, results, strict=True)
+        ]
+    )
     probes: list[float] = []
     probe_errors: list[str] = []
     started = time.monotonic()
@@ -109,6 +123,7 @@ def main() -> None:
         thread.join(timeout=max(deadline - time.monotonic(), 0) + 5)
     elapsed = time.monotonic() - started
     done = [r["answer_s"] for r in results if "answer_s" in r]
+    last = max((r["finished"] for r in results if "finished" in r), default=started + elapsed)
     errors = [r["error"] for r in results if "error" in r] + probe_errors
     errors += ["unfinished" for r in results if "answer_s" not in r and "error" not in r]
 
@@ -117,9 +132,9 @@ def main() -> None:
         return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
 
     report = {
-        "analysts": args.analysts,
+        "analysts": 1 if args.serial else args.analysts,
         "answers": len(done),
-        "answers_per_minute": round(len(done) / (max(done, default=elapsed) / 60), 2) if done else 0.0,
+        "answers_per_minute": round(len(done) / ((last - started) / 60), 2) if done else 0.0,
         "answer_p50_s": round(statistics.median(done), 1) if done else None,
         "answer_p95_s": round(pct(done, 0.95), 1) if done else None,
         "passages_max_s": round(max((r["passages_s"] for r in results if "passages_s" in r), default=0), 2),

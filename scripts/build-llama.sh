@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
 # Build (once) a llama-cpp-python wheel that works on this machine's CPU and print its path.
 #
-# PyPI ships llama-cpp-python only as source. The default "native" build enables llama.cpp's
-# AMX code path, which segfaults on the first decode on these Xeons (see MODELS.md). We turn
-# GGML_NATIVE off and switch on only the instruction sets /proc/cpuinfo reports, so the wheel
-# never uses an instruction the CPU lacks. The wheel is cached by version + flag set, so a second
+# PyPI ships llama-cpp-python only as source; it is built with the CPU flags of llama-flags.sh
+# (never an instruction this CPU lacks). The wheel is cached by version + flag set, so a second
 # run (or a second clone on the same machine) reuses it.
 set -euo pipefail
 
@@ -12,20 +10,7 @@ PY=${PY:-python3}
 VERSION=${LLAMA_CPP_VERSION:-0.3.36}
 CACHE=${REGQA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/regqa}
 
-flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
-has() { [[ " $flags " == *" $1 "* ]]; }
-args="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
-on() { if has "$1"; then args+=" -D$2=ON"; else args+=" -D$2=OFF"; fi; }
-on avx GGML_AVX
-on avx2 GGML_AVX2
-on fma GGML_FMA
-on f16c GGML_F16C
-on bmi2 GGML_BMI2
-on avx_vnni GGML_AVX_VNNI
-on avx512f GGML_AVX512
-on avx512vbmi GGML_AVX512_VBMI
-on avx512_vnni GGML_AVX512_VNNI
-on avx512_bf16 GGML_AVX512_BF16
+args=$(bash "$(dirname "$0")/llama-flags.sh")
 
 key=$(echo "$VERSION $args $($PY -c 'import sys;print(sys.version_info[:2])')" | sha256sum | cut -c1-12)
 dir="$CACHE/wheels/llama-cpp-python-$key"

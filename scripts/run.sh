@@ -18,18 +18,29 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
 bash scripts/ocr-deps.sh
-# REGQA_LLM_SERVER=on: the answering model from llama_cpp.server on 127.0.0.1 instead of this
-# process (the served path of README "Answers from a model server", on one machine).
-if [[ "${REGQA_LLM_SERVER:-off}" == "on" && -z "${REGQA_LLM_BASE_URL:-}" ]]; then
+# REGQA_LLM_SERVER=llama-server: the answering model from llama.cpp's own server on 127.0.0.1, with
+# REGQA_LLM_PARALLEL slots (default 2) written at once (scripts/build-llama-server.sh builds it once);
+# REGQA_LLM_SERVER=on: from llama-cpp-python's server (one answer at a time). Both are the served
+# path of README "Answers from a model server", on one machine.
+if [[ "${REGQA_LLM_SERVER:-off}" != "off" && -z "${REGQA_LLM_BASE_URL:-}" ]]; then
   llm_port=${REGQA_LLM_PORT:-8002}
   llm_gguf=$($PY manage.py shell --no-imports -c 'from django.conf import settings; print(settings.LLM_MODEL_PATH)')
-  $PY -m llama_cpp.server --model "$llm_gguf" --model_alias local --host 127.0.0.1 --port "$llm_port" \
-    --n_ctx 4096 --n_threads 2 --n_threads_batch 2 --flash_attn True --verbose False &
-  pids+=($!)
+  if [[ "$REGQA_LLM_SERVER" == "llama-server" ]]; then
+    parallel=${REGQA_LLM_PARALLEL:-2}
+    server=$(PY=$PY bash scripts/build-llama-server.sh)
+    "$server" --model "$llm_gguf" --alias local --host 127.0.0.1 --port "$llm_port" --parallel "$parallel" \
+      --ctx-size $((4096 * parallel)) --threads 2 --threads-batch 2 --flash-attn on --log-disable &
+    pids+=($!)
+    export REGQA_LLM_PARALLEL=$parallel
+  else
+    $PY -m llama_cpp.server --model "$llm_gguf" --model_alias local --host 127.0.0.1 --port "$llm_port" \
+      --n_ctx 4096 --n_threads 2 --n_threads_batch 2 --flash_attn True --verbose False &
+    pids+=($!)
+    export REGQA_LLM_JSON_FORMAT=json_object REGQA_LLM_PARALLEL=1  # it writes one at a time
+  fi
   export REGQA_LLM_BASE_URL="http://127.0.0.1:$llm_port/v1" REGQA_LLM_SERVER_MODEL=local
-  export REGQA_LLM_JSON_FORMAT=json_object REGQA_LLM_PARALLEL=${REGQA_LLM_PARALLEL:-1}  # it writes one at a time
   for _ in $(seq 120); do curl -fs "$REGQA_LLM_BASE_URL/models" >/dev/null && break; sleep 1; done
-  echo "Answering model: $(basename "$llm_gguf") served at $REGQA_LLM_BASE_URL"
+  echo "Answering model: $(basename "$llm_gguf") served at $REGQA_LLM_BASE_URL ($REGQA_LLM_PARALLEL at once)"
 fi
 $PY manage.py check            # one clear error for a bad setup (e.g. a model server that is down)
 $PY manage.py migrate --noinput --skip-checks | grep -v '^  Applying' || true

@@ -135,3 +135,22 @@ def test_files_stream_whole_under_asgi(asgi_server, rulebook, users, client):
     with rulebook.file.open("rb") as stored:
         assert pdf.status_code == 200 and pdf.content == stored.read()
     assert css.status_code == 200 and css.content == (settings.BASE_DIR / "static/css/regqa.css").read_bytes()
+
+
+def test_the_api_stream_queues_for_the_model_under_asgi(asgi_server, rulebook, fake_llm, users, monkeypatch):
+    from regqa.api import tokens
+
+    monkeypatch.setattr(llm, "slots", llm.Slots(1))
+    fake_llm.reply = reply("Records are kept for six years by the bank [1].", [1])
+    _, token = tokens.issue(users["analyst"], "load", 1)
+    ticket = llm.slots.join()  # another answer is being written
+    assert ticket.place() == 0
+    threading.Timer(1.5, ticket.release).start()
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"question": "How long are records kept by the bank?"}
+    with httpx.Client(base_url=asgi_server, timeout=30) as api:
+        events = api.post("/api/answers/stream", json=body, headers=headers).text
+    kinds = [line.removeprefix("event: ") for line in events.splitlines() if line.startswith("event: ")]
+    assert kinds[0] == "answer" and kinds[-1] == "done" and "token" in kinds
+    assert "yours is the next answer" in events  # it waited for the slot, and was told
+    assert '"status": "answered"' in events.split("event: done")[1] and llm.slots.busy == 0
