@@ -3,7 +3,7 @@
 # parallel slots (continuous batching) that `REGQA_LLM_SERVER=llama-server make run` and the load
 # test use. Built from the llama.cpp source inside the llama-cpp-python sdist on PyPI (the same
 # llama.cpp version the app runs in-process), with the CPU flags of llama-flags.sh; cached by
-# version + flag set. About 6 minutes on 2 cores.
+# version + flag set. About 11 minutes on a 2-core AVX2-only AMD EPYC.
 set -euo pipefail
 
 PY=${PY:-python3}
@@ -13,7 +13,7 @@ args=$(bash "$(dirname "$0")/llama-flags.sh")
 key=$(echo "server $VERSION $args" | sha256sum | cut -c1-12)
 dir="$CACHE/llama-server-$key"
 if [[ ! -x "$dir/llama-server" ]]; then
-  echo "building llama-server from llama-cpp-python $VERSION's llama.cpp (about 6 minutes on 2 cores)" >&2
+  echo "building llama-server from llama-cpp-python $VERSION's llama.cpp (about 11 minutes on 2 cores)" >&2
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   $PY -m pip download --quiet --no-deps --no-binary :all: -d "$work" "llama-cpp-python==$VERSION" >&2

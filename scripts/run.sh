@@ -25,20 +25,21 @@ bash scripts/ocr-deps.sh
 if [[ "${REGQA_LLM_SERVER:-off}" != "off" && -z "${REGQA_LLM_BASE_URL:-}" ]]; then
   llm_port=${REGQA_LLM_PORT:-8002}
   llm_gguf=$($PY manage.py shell --no-imports -c 'from django.conf import settings; print(settings.LLM_MODEL_PATH)')
+  llm_name=$(basename "$llm_gguf")  # served under its file name, so the thresholds measured for it apply
   if [[ "$REGQA_LLM_SERVER" == "llama-server" ]]; then
     parallel=${REGQA_LLM_PARALLEL:-2}
     server=$(PY=$PY bash scripts/build-llama-server.sh)
-    "$server" --model "$llm_gguf" --alias local --host 127.0.0.1 --port "$llm_port" --parallel "$parallel" \
+    "$server" --model "$llm_gguf" --alias "$llm_name" --host 127.0.0.1 --port "$llm_port" --parallel "$parallel" \
       --ctx-size $((4096 * parallel)) --threads 2 --threads-batch 2 --flash-attn on --log-disable &
     pids+=($!)
     export REGQA_LLM_PARALLEL=$parallel
   else
-    $PY -m llama_cpp.server --model "$llm_gguf" --model_alias local --host 127.0.0.1 --port "$llm_port" \
+    $PY -m llama_cpp.server --model "$llm_gguf" --model_alias "$llm_name" --host 127.0.0.1 --port "$llm_port" \
       --n_ctx 4096 --n_threads 2 --n_threads_batch 2 --flash_attn True --verbose False &
     pids+=($!)
     export REGQA_LLM_JSON_FORMAT=json_object REGQA_LLM_PARALLEL=1  # it writes one at a time
   fi
-  export REGQA_LLM_BASE_URL="http://127.0.0.1:$llm_port/v1" REGQA_LLM_SERVER_MODEL=local
+  export REGQA_LLM_BASE_URL="http://127.0.0.1:$llm_port/v1" REGQA_LLM_SERVER_MODEL=$llm_name
   for _ in $(seq 120); do curl -fs "$REGQA_LLM_BASE_URL/models" >/dev/null && break; sleep 1; done
   echo "Answering model: $(basename "$llm_gguf") served at $REGQA_LLM_BASE_URL ($REGQA_LLM_PARALLEL at once)"
 fi
