@@ -4,6 +4,7 @@ audited."""
 from __future__ import annotations
 
 import io
+import types
 
 import pytest
 from django.urls import reverse
@@ -11,6 +12,7 @@ from pypdf import PdfReader
 
 from regqa.audit import log as audit_log
 from regqa.audit.models import AuditEvent, EventKind
+from regqa.qa import memo
 from regqa.qa.memo import memo_pdf
 from regqa.qa.models import Answer
 
@@ -85,3 +87,11 @@ def test_no_memo_for_an_answer_still_being_written(users, client_for):
 def test_the_answer_page_links_the_memo(answer, client_for):
     page = client_for("analyst").get(reverse("answer_detail", args=[answer.pk])).content.decode()
     assert reverse("answer_memo", args=[answer.pk]) in page
+
+
+@pytest.mark.parametrize("digest", ["0" * 64, "4" * 64, "ab" * 32, "c" * 64, "f" * 64])
+def test_the_audit_hash_is_printed_whole_whatever_its_digits(answer, digest, monkeypatch):
+    """64 hex digits in the body font could overflow the column and be split mid-hash (which digits
+    are wide decided it: the memo test failed now and then)."""
+    monkeypatch.setattr(memo, "audit_entry", lambda a: types.SimpleNamespace(seq=123456, hash=digest))
+    assert f"#123456, hash {digest}" in " ".join(text_of(memo_pdf(answer)).split())

@@ -73,7 +73,10 @@ def memo_pdf(answer: Answer) -> bytes:
         facts.append(("Document filters", ", ".join(f"{k} {v}" for k, v in answer.filters.items())))
     event = audit_entry(answer)
     facts.append(("Audit entry", f"#{event.seq}, hash {event.hash}" if event else "none recorded"))
-    table = Table([[_p(k, s["small"]), _p(v, s["body"])] for k, v in facts], colWidths=[32 * mm, 138 * mm])
+    # the hash in the small font: at the body's size 64 hex digits can overflow the column and be
+    # split mid-hash, which breaks it for anyone copying it into `audit verify`
+    rows = [[_p(k, s["small"]), _p(v, s["small" if k == "Audit entry" else "body"])] for k, v in facts]
+    table = Table(rows, colWidths=[32 * mm, 138 * mm])
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 3)]))
     story += [table, _p("Answer", s["h"]), _p(answer.answer_text or answer.error or "(no answer)", s["body"])]
 
