@@ -42,6 +42,11 @@ def browser_page():
         browser.close()
 
 
+def ask(page, question: str) -> None:
+    page.fill("#id_question", question)
+    page.click("#ask-form button")
+
+
 def log_in(page, username: str, lands_on: str) -> None:
     """Fill the login form the app redirected to, and wait for the page it returns to."""
     page.fill("#id_username", username)
@@ -61,13 +66,11 @@ def test_analyst_logs_in_asks_and_sees_a_cited_answer(live_server, users, browse
     log_in(page, "analyst", f"{live_server.url}/ask/")
 
     # a blank question gets a message in place, and nothing is stored
-    page.fill("#id_question", "   ")
-    page.click("#ask-form button")
+    ask(page, "   ")
     page.wait_for_selector("#ask-form .error")
     assert "Please type a question" in page.inner_text("#ask-form .error")
 
-    page.fill("#id_question", "Under Regulation O, what kinds of business entity count as a company?")
-    page.click("#ask-form button")
+    ask(page, "Under Regulation O, what kinds of business entity count as a company?")
     page.wait_for_selector("ol.passages li", timeout=30_000)  # passages appear before the answer
     page.wait_for_selector(".answer[data-status]", timeout=120_000)
     page.screenshot(path=str(tmp_path / "answer.png"), full_page=True)
@@ -150,8 +153,7 @@ def test_analyst_asks_for_the_large_model_and_watches_its_answer_stream_in(
     page = browser_page
     page.goto(f"{live_server.url}/ask/")
     log_in(page, "analyst", f"{live_server.url}/ask/")
-    page.fill("#id_question", "What is the lending limit for loans to executive officers?")
-    page.click("#ask-form button")
+    ask(page, "What is the lending limit for loans to executive officers?")
     page.wait_for_selector(".answer[data-status]", timeout=120_000)
     assert "Answered locally" in page.inner_text(".routing")
 
@@ -248,8 +250,7 @@ def test_instant_quote_feedback_follow_up_and_an_amended_source(live_server, use
     page = browser_page
     page.goto(f"{live_server.url}/ask/")
     log_in(page, "analyst", f"{live_server.url}/ask/")
-    page.fill("#id_question", "What kinds of business entity count as a company under the rulebook?")
-    page.click("#ask-form button")
+    ask(page, "What kinds of business entity count as a company under the rulebook?")
     page.wait_for_selector(".instant", timeout=30_000)
     assert page.locator(".answer.streaming .text.draft").inner_text() == ""  # before the model's first word
     assert "From the documents, at once" in page.inner_text(".instant")
@@ -317,8 +318,7 @@ def test_the_library_page_loads_while_answers_stream(asgi_server, users, browser
     page = browser_page
     page.goto(f"{asgi_server}/ask/")
     log_in(page, "analyst", f"{asgi_server}/ask/")
-    page.fill("#id_question", "Under Regulation O, what kinds of business entity count as a company?")
-    page.click("#ask-form button")
+    ask(page, "Under Regulation O, what kinds of business entity count as a company?")
     page.wait_for_selector("ol.passages li", timeout=30_000)
     page.wait_for_function("document.querySelector('.answer .status')?.textContent.includes('number 9 in the queue')")
 

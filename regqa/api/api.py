@@ -10,10 +10,9 @@ shape, `{"code", "message", "fields"}`, with the message the page would show.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from django.contrib.auth.models import Permission
@@ -262,19 +261,9 @@ def ask_stream(request: HttpRequest, body: AskIn):
             answer.refresh_from_db()
         yield _sse("done", answer_json(request, answer))
 
-    if not streaming.is_async(request):
-        return streaming.event_stream(itertools.chain([first], events()))
-
-    async def queued() -> AsyncIterator[str]:  # under ASGI: waits for the model holding no thread
-        yield first
-        if answer.status == Answer.Status.PENDING:
-            async for event in answering.queued_for_model(events, _waiting):
-                yield event
-        else:
-            async for event in streaming.Pump(events()):
-                yield event
-
-    return streaming.event_stream(queued())
+    pending = answer.status == Answer.Status.PENDING
+    stream = answering.answer_events(streaming.is_async(request), pending, events, _waiting, head=(first,))
+    return streaming.event_stream(stream)
 
 
 class AnswerFilters(Schema):

@@ -9,9 +9,10 @@ them in order, and holds no prompt text, model code or decision rule of its own.
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -256,7 +257,7 @@ def stream_answer(answer: Answer, route: bool = True, ticket: llm.Ticket | None 
 
 
 async def queued_for_model[T](
-    make: Callable[[llm.Ticket], Iterable[T]], waiting: Callable[[int], T]
+    make: Callable[[llm.Ticket | None], Iterable[T]], waiting: Callable[[int], T]
 ) -> AsyncIterator[T]:
     """An answer's stream under an async server: wait for one of the model's slots on the event
     loop, holding no thread (yielding `waiting(place)` when the place in the queue changes), then
@@ -271,6 +272,31 @@ async def queued_for_model[T](
         raise
     async for piece in streaming.Pump(make(ticket), on_end=ticket.release):
         yield piece
+
+
+def answer_events[T](
+    is_async: bool,
+    for_model: bool,
+    make: Callable[[llm.Ticket | None], Iterable[T]],
+    waiting: Callable[[int], T],
+    head: tuple[T, ...] = (),
+) -> Iterable[T] | AsyncIterable[T]:
+    """A stream of events as the server serves it, `head` first. Under WSGI `make(None)` as it is
+    (stream_answer waits for the model in the request's thread); under ASGI a stream `for_model`
+    (a pending answer) waits for one of the model's slots on the event loop (queued_for_model),
+    and any other is pumped."""
+    if not is_async:
+        return itertools.chain(head, make(None))
+    if not for_model:
+        return streaming.Pump(itertools.chain(head, make(None)))
+
+    async def queued() -> AsyncIterator[T]:
+        for piece in head:
+            yield piece
+        async for piece in queued_for_model(make, waiting):
+            yield piece
+
+    return queued()
 
 
 def answer_question(user, question: str, filters: dict | None = None, route: bool = True) -> Answer:

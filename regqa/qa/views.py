@@ -3,7 +3,7 @@ and the policy page. Thin: each view checks who may do it and calls answer.py or
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
@@ -21,7 +21,7 @@ from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
 from . import answer as answering
-from . import bundle, decision_model, feedback, followup, memo, tasks
+from . import bundle, decision_model, feedback, followup, llm, memo, tasks
 from . import escalate as escalating
 from .forms import AskForm, FeedbackForm, FollowUpForm, PolicyForm, RetrievalTrainingForm
 from .models import Answer, EscalationPolicy, EscalationState, RetrievalBundle
@@ -105,19 +105,20 @@ def answer_stream(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
     finished answer (citations as links), which htmx swaps in place of the streamed text. Under
     ASGI an answer waiting for the model holds no thread (answer.queued_for_model)."""
     answer = get_object_or_404(Answer, pk=pk, user=request.user)
-    if not streaming.is_async(request) or answer.status != Answer.Status.PENDING:
-        return _event_stream(request, answer, answering.stream_answer(answer))
-    return streaming.event_stream(
-        answering.queued_for_model(
-            lambda ticket: _events(request, answer, answering.stream_answer(answer, ticket=ticket)),
-            lambda place: _sse("status", answering.waiting_status(place)),
-        )
+    pending = answer.status == Answer.Status.PENDING
+    return _event_stream(
+        request, pending, lambda ticket: _events(request, answer, answering.stream_answer(answer, ticket=ticket))
     )
 
 
-def _event_stream(request: HtmxHttpRequest, answer: Answer, steps: Iterator[tuple[str, str]]) -> StreamingHttpResponse:
-    body = _events(request, answer, steps)
-    return streaming.event_stream(streaming.Pump(body) if streaming.is_async(request) else body)
+def _event_stream(
+    request: HtmxHttpRequest, for_model: bool, make: Callable[[llm.Ticket | None], Iterator[str]]
+) -> StreamingHttpResponse:
+    return streaming.event_stream(answering.answer_events(streaming.is_async(request), for_model, make, _waiting))
+
+
+def _waiting(place: int) -> str:
+    return _sse("status", answering.waiting_status(place))
 
 
 def _events(request: HtmxHttpRequest, answer: Answer, steps: Iterator[tuple[str, str]]) -> Iterator[str]:
@@ -193,7 +194,7 @@ def escalate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def escalation_stream(request: HtmxHttpRequest, pk: int) -> StreamingHttpResponse:
     """Server-sent events of the large model's answer, then "done" with the whole answer."""
     answer = get_object_or_404(Answer, pk=pk, user=request.user)
-    return _event_stream(request, answer, escalating.stream_escalation(answer))
+    return _event_stream(request, False, lambda ticket: _events(request, answer, escalating.stream_escalation(answer)))
 
 
 @require_http_methods(["GET", "POST"])
