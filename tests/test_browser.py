@@ -297,6 +297,8 @@ def test_the_library_page_loads_while_answers_stream(asgi_server, users, browser
     (more than the eight threads of the WSGI server used before) and the analyst's own answer
     waiting in the queue; the library page loads at once for an admin; when the nine browsers
     go away the model stops and the analyst's answer is written."""
+    from playwright.sync_api import expect
+
     from regqa.qa import llm
     from regqa.qa.answer import start_answer
     from regqa.qa.models import Answer
@@ -320,7 +322,7 @@ def test_the_library_page_loads_while_answers_stream(asgi_server, users, browser
     log_in(page, "analyst", f"{asgi_server}/ask/")
     ask(page, "Under Regulation O, what kinds of business entity count as a company?")
     page.wait_for_selector("ol.passages li", timeout=30_000)
-    page.wait_for_function("document.querySelector('.answer .status')?.textContent.includes('number 9 in the queue')")
+    expect(page.locator(".answer .status")).to_contain_text("number 9 in the queue", timeout=30_000)
 
     library = page.context.browser.new_context().new_page()  # an admin, in another window
     library.goto(f"{asgi_server}/documents/")
