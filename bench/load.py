@@ -8,6 +8,7 @@ itself (bounded analysts, bounded time).
 
 Reports answers per minute (answers over the time from the start to the last one's end), answer
 time p50/p95 (ask to the stream's "done"), time to passages (ask to the page that shows them),
+time to the instant quote (ask to its request's reply, made while the stream opens, as a browser does),
 login-page latency p50/p95/max during the load, and errors.
 The password is the demo one (var/demo-password.txt) unless --password is given.
 """
@@ -48,6 +49,15 @@ def login(client: httpx.Client, user: str, password: str) -> None:
         raise RuntimeError(f"login failed: HTTP {response.status_code}")
 
 
+def instant_quote(client: httpx.Client, path: str, started: float, out: dict) -> None:
+    try:
+        if client.get(path, headers={"HX-Request": "true"}).status_code != 200:
+            raise RuntimeError("instant quote: not 200")
+        out["quote_s"] = time.monotonic() - started
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+
+
 def analyst(url: str, user: str, password: str, question: str, deadline: float, out: dict) -> None:
     try:
         with httpx.Client(base_url=url, timeout=httpx.Timeout(30, read=max(deadline - time.monotonic(), 1))) as client:
@@ -64,6 +74,11 @@ def analyst(url: str, user: str, password: str, question: str, deadline: float, 
             stream = re.search(r'sse-connect="([^"]+)"', shown.text)
             if shown.status_code != 200:
                 raise RuntimeError(f"ask: HTTP {shown.status_code}")
+            quote = re.search(r'hx-get="([^"]+/instant/)"', shown.text)
+            fetching = None
+            if quote is not None:  # the page asks for the instant quote while the stream opens, as a browser does
+                fetching = threading.Thread(target=instant_quote, args=(client, quote.group(1), started, out))
+                fetching.start()
             if stream is not None:  # declined before the model ran: no stream
                 with client.stream("GET", stream.group(1)) as events:
                     for line in events.iter_lines():
@@ -71,6 +86,8 @@ def analyst(url: str, user: str, password: str, question: str, deadline: float, 
                             break
             out["answer_s"] = time.monotonic() - started
             out["finished"] = time.monotonic()
+            if fetching is not None:
+                fetching.join()
     except Exception as exc:  # every failure counts as an error of the load test
         out["error"] = f"{type(exc).__name__}: {exc}"
 
@@ -127,6 +144,8 @@ def main() -> None:
     errors = [r["error"] for r in results if "error" in r] + probe_errors
     errors += ["unfinished" for r in results if "answer_s" not in r and "error" not in r]
 
+    quotes = [r["quote_s"] for r in results if "quote_s" in r]
+
     def pct(values: list[float], q: float) -> float:
         ordered = sorted(values)
         return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
@@ -138,6 +157,8 @@ def main() -> None:
         "answer_p50_s": round(statistics.median(done), 1) if done else None,
         "answer_p95_s": round(pct(done, 0.95), 1) if done else None,
         "passages_max_s": round(max((r["passages_s"] for r in results if "passages_s" in r), default=0), 2),
+        "quote_p50_s": round(statistics.median(quotes), 2) if quotes else None,
+        "quote_max_s": round(max(quotes), 2) if quotes else None,
         "login_p50_s": round(statistics.median(probes), 3) if probes else None,
         "login_p95_s": round(pct(probes, 0.95), 3) if probes else None,
         "login_max_s": round(max(probes), 3) if probes else None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import logging
+import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
@@ -94,8 +95,6 @@ def start_answer(
     elif learned is not None and learned[1] < learned[0].threshold:
         # decided from signals known now: the analyst does not wait for a draft that cannot change it
         decline_early(answer, stored, searched(filters), explain("early", {}, learned, None))
-    if not answer.is_final:
-        answer.instant = instant_quote(question, sent)
     answer.quality_min = quality_check.lowest_score(answer.quality)
     close_abandoned()
     with transaction.atomic():  # the answer and its audit record are saved together, or neither
@@ -108,6 +107,30 @@ def start_answer(
         else:
             audit_log.record_question(answer)
     return answer
+
+
+_quoting = threading.Lock()  # one quote at a time: each uses all the cores the embedder has
+QUOTED_WHILE = (Answer.Status.PENDING, Answer.Status.STREAMING, Answer.Status.FAILED)
+
+
+def quote_for(pk: int) -> Answer:
+    """The answer with its instant quote (answer.instant), built now if it has none. Its own request,
+    made by the page once the passages are shown, so asking stays a fast retrieval (several analysts
+    asking at once on a busy machine all see their passages within a second) and the quote follows.
+    Built while the model writes or after it failed (the quote then stays); stored with an empty
+    text if no sentence is supported, so it is built once."""
+    with _quoting:
+        answer = Answer.objects.get(pk=pk)
+        if answer.instant or answer.status not in QUOTED_WHILE:
+            return answer
+        sent = [p for p in answer.passages if p.get("sent_to_model")]
+        started = time.perf_counter()
+        answer.instant = instant_quote(answer.question, sent) or {
+            "text": "",
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        Answer.objects.filter(pk=pk).update(instant=answer.instant)  # the stream's own save leaves it alone
+        return answer
 
 
 def instant_quote(question: str, sent: list[dict[str, Any]]) -> dict[str, Any]:
@@ -185,6 +208,10 @@ def waiting_status(place: int) -> str:
     return f"Waiting for the model: other answers are being written; yours is {ahead}."
 
 
+# every field but the instant quote, which its own request may store while the model writes
+WRITTEN_BY_STREAM = [f.name for f in Answer._meta.concrete_fields if not f.primary_key and f.name != "instant"]
+
+
 def stream_answer(answer: Answer, route: bool = True, ticket: llm.Ticket | None = None) -> Iterator[tuple[str, str]]:
     """Run the local model for a pending answer, yielding ("status"|"token", text) events.
 
@@ -250,7 +277,7 @@ def stream_answer(answer: Answer, route: bool = True, ticket: llm.Ticket | None 
     finally:
         answer.total_ms = round(retrieval_ms + (time.perf_counter() - started) * 1000, 1)
         answer.quality_min = quality_check.lowest_score(answer.quality)
-        answer.save()
+        answer.save(update_fields=WRITTEN_BY_STREAM)
         if route:
             route_answer(answer)
         audit_log.record_answer(answer, prompt=messages, model_sha256=llm.model_sha256())

@@ -9,6 +9,7 @@ urlpatterns = [
     path("answers/", views.history, name="history"),
     path("answers/<int:pk>/", views.answer_detail, name="answer_detail"),
     path("answers/<int:pk>/stream/", views.answer_stream, name="answer_stream"),
+    path("answers/<int:pk>/instant/", views.answer_instant, name="answer_instant"),
     path("answers/<int:pk>/memo.pdf", views.answer_memo, name="answer_memo"),
     path("answers/<int:pk>/follow-up/", views.follow_up, name="follow_up"),
     path("answers/<int:pk>/feedback/", views.give_feedback, name="answer_feedback"),

@@ -83,6 +83,16 @@ def answer_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
+def answer_instant(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The instant quote from the passages, requested by the page once they are shown (built then,
+    answer.quote_for); empty if no passage sentence could be quoted."""
+    answer = answering.quote_for(_own_answer(request, pk).pk)
+    if not answer.instant.get("text"):
+        return HttpResponse("")
+    return render(request, "qa/ask.html#instant", {"answer": answer})
+
+
+@require_GET
 def answer_memo(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The answer as a PDF memo for the compliance file (its asker, or an auditor); audited."""
     answer = _own_answer(request, pk)
