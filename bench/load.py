@@ -65,6 +65,7 @@ def analyst(url: str, user: str, password: str, question: str, deadline: float, 
             home = client.get("/")
             token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', home.text)
             started = time.monotonic()
+            out["asked_at"] = started
             shown = client.post(
                 "/ask/",
                 data={"question": question, "csrfmiddlewaretoken": token.group(1) if token else ""},
@@ -157,6 +158,7 @@ def main() -> None:
         "answer_p50_s": round(statistics.median(done), 1) if done else None,
         "answer_p95_s": round(pct(done, 0.95), 1) if done else None,
         "passages_max_s": round(max((r["passages_s"] for r in results if "passages_s" in r), default=0), 2),
+        "passages_s": sorted(round(r["passages_s"], 2) for r in results if "passages_s" in r),
         "quote_p50_s": round(statistics.median(quotes), 2) if quotes else None,
         "quote_max_s": round(max(quotes), 2) if quotes else None,
         "login_p50_s": round(statistics.median(probes), 3) if probes else None,

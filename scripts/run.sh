@@ -26,15 +26,17 @@ if [[ "${REGQA_LLM_SERVER:-off}" != "off" && -z "${REGQA_LLM_BASE_URL:-}" ]]; th
   llm_port=${REGQA_LLM_PORT:-8002}
   llm_gguf=$($PY manage.py shell --no-imports -c 'from django.conf import settings; print(settings.LLM_MODEL_PATH)')
   llm_name=$(basename "$llm_gguf")  # served under its file name, so the thresholds measured for it apply
+  # On the app's own machine the model server runs at a lower CPU priority (nice 10): pages,
+  # searches and quotes take the cores first when they need them; the model has them otherwise.
   if [[ "$REGQA_LLM_SERVER" == "llama-server" ]]; then
     parallel=${REGQA_LLM_PARALLEL:-2}
     server=$(PY=$PY bash scripts/build-llama-server.sh)
-    "$server" --model "$llm_gguf" --alias "$llm_name" --host 127.0.0.1 --port "$llm_port" --parallel "$parallel" \
+    nice -n 10 "$server" --model "$llm_gguf" --alias "$llm_name" --host 127.0.0.1 --port "$llm_port" --parallel "$parallel" \
       --ctx-size $((4096 * parallel)) --threads 2 --threads-batch 2 --flash-attn on --log-disable &
     pids+=($!)
     export REGQA_LLM_PARALLEL=$parallel
   else
-    $PY -m llama_cpp.server --model "$llm_gguf" --model_alias "$llm_name" --host 127.0.0.1 --port "$llm_port" \
+    nice -n 10 $PY -m llama_cpp.server --model "$llm_gguf" --model_alias "$llm_name" --host 127.0.0.1 --port "$llm_port" \
       --n_ctx 4096 --n_threads 2 --n_threads_batch 2 --flash_attn True --verbose False &
     pids+=($!)
     export REGQA_LLM_JSON_FORMAT=json_object REGQA_LLM_PARALLEL=1  # it writes one at a time

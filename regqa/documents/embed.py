@@ -9,14 +9,44 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import numpy as np
 from django.conf import settings
 
 DIMENSIONS = 384
-_lock = threading.Lock()
+
+
+class _Turns:
+    """One encode at a time (the tokenizer cannot be shared between threads), a single text first:
+    an analyst's question waiting to be embedded goes before the next batch of sentences or
+    passages another request is embedding, so asking stays fast while quotes and checks run."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy = False
+        self._singles_waiting = 0
+
+    @contextmanager
+    def turn(self, single: bool) -> Iterator[None]:
+        with self._changed:
+            self._singles_waiting += single
+            try:
+                self._changed.wait_for(lambda: not self._busy and (single or not self._singles_waiting))
+            finally:
+                self._singles_waiting -= single
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
+
+
+_turns = _Turns()
 
 
 def model_path() -> str:
@@ -43,11 +73,16 @@ def embed_passages(texts: list[str]) -> np.ndarray:
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype="float32")
     model = get_model()
-    with _lock:
-        vectors = model.encode(
-            texts, batch_size=settings.EMBEDDING_BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True
-        )
-    return np.ascontiguousarray(vectors, dtype="float32")
+    step = settings.EMBEDDING_BATCH_SIZE
+    order = np.argsort([len(t) for t in texts], kind="stable")  # batches of similar length pad little
+    vectors = np.empty((len(texts), DIMENSIONS), dtype="float32")
+    for start in range(0, len(texts), step):  # a batch at a time: a question may go between two
+        batch = order[start : start + step]
+        with _turns.turn(single=len(texts) == 1):
+            vectors[batch] = model.encode(
+                [texts[i] for i in batch], batch_size=step, normalize_embeddings=True, convert_to_numpy=True
+            )
+    return vectors
 
 
 SENTENCE_CACHE_SIZE = 4096  # about 6 MB of vectors
