@@ -146,3 +146,23 @@ def test_export_feedback_uses_the_passage_id_of_imported_passages(client_for, an
     call_command("export_feedback", "--pairs", str(out))
     gold = json.loads(out.read_text())["gold"]
     assert gold == [{"passage_id": "GEN-3.2.1"}, {"document": "12cfr215.pdf", "page": 2}]
+
+
+def test_the_csv_export_reads_feedback_without_a_query_per_answer(
+    client_for, answered, users, django_assert_max_num_queries
+):
+    post(client_for("analyst"), answered, verdict="not_helpful", comment="first thought")
+    post(client_for("analyst"), answered, verdict="helpful", comment="on reflection")  # the latest counts
+    for n in range(30):
+        rated = AnswerFactory(user=users["analyst"], question=f"Question {n}?")
+        post(client_for("analyst"), rated, verdict="helpful", comment=f"comment {n}")
+    auditor = client_for("auditor")
+    with django_assert_max_num_queries(12):  # session, user, answers, their feedback, the audit record
+        body = b"".join(auditor.get(reverse("answer_log_csv")).streaming_content).decode()
+    rows = {r["question"]: r for r in csv.DictReader(io.StringIO(body))}
+    assert len(rows) == 31
+    assert (rows["What counts as a company?"]["feedback"], rows["What counts as a company?"]["feedback_comment"]) == (
+        "helpful",
+        "on reflection",
+    )
+    assert rows["Question 29?"]["feedback_comment"] == "comment 29"
