@@ -114,3 +114,20 @@ def test_closest_prefers_the_most_similar_passage(db):
     chunks = [Chunk(text="Reports are due within ten days."), Chunk(text="A company means any corporation or trust.")]
     match, ratio = closest("Company means any corporation, partnership or trust.", chunks)
     assert match is chunks[1] and 0.4 < ratio < 1
+
+
+def test_many_answers_citing_one_passage_compare_it_once(versions, users, monkeypatch):
+    from regqa.qa import amended
+
+    v1, v2, _ = versions
+    changed_passage = Chunk.objects.get(document=v1, page_start=2)
+    more = [_citing(users["analyst"], changed_passage) for _ in range(20)]
+    compared = []
+    real = amended.closest
+    monkeypatch.setattr(amended, "closest", lambda text, candidates: compared.append(text) or real(text, candidates))
+    flagged = amended.flag_answers(v1.pk, v2.pk)
+    assert {a.pk for a in more} <= set(flagged)
+    assert len(compared) == len(set(compared)) == 2  # the changed passage and the removed one, once each
+    for answer in more:
+        answer.refresh_from_db()
+        assert answer.source_amended and answer.amendments[0]["status"] == "changed"

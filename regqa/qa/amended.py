@@ -57,13 +57,16 @@ def flag_answers(old_id: int, new_id: int) -> list[int]:
     candidates = list(Chunk.live.filter(document=new).only("pk", "text", "page_start", "section"))
     present = {_normal(c.text) for c in candidates}
     flagged: list[int] = []
+    matches: dict[str, tuple[Chunk | None, float]] = {}  # many answers cite the same passage: compared once
     for answer in Answer.objects.filter(documents=old).order_by("pk"):
         cited = {int(c["n"]) for c in answer.citations if c.get("valid")}
         changes = []
         for p in answer.passages:
             if p.get("n") not in cited or p.get("document_id") != old.pk or _normal(p["text"]) in present:
                 continue
-            match, ratio = closest(p["text"], candidates)
+            if p["text"] not in matches:
+                matches[p["text"]] = closest(p["text"], candidates)
+            match, ratio = matches[p["text"]]
             changed = match is not None and ratio >= SAME_PASSAGE
             changes.append(
                 {
