@@ -481,3 +481,12 @@ def test_the_page_text_view_drops_running_headers_and_offers_the_pdf_page(client
     page = client_for("analyst").get(reverse("document_page", args=[document.pk, 2])).content.decode()
     assert "Line 3 of rule 2, different on every page xx." in page and "VerDate" not in page
     assert 'id="pdf-page"' not in page  # no stored PDF: the text view only
+
+    # ingested again with another running header: the page view finds the new one, not the old
+    for n in range(1, 5):
+        Page.objects.filter(document=document, number=n).update(
+            text=f"Federal Register Vol. 87\nSection {'y' * n} applies.\nMore {'w' * n}.\n{n}"
+        )
+    Document.objects.filter(pk=document.pk).update(ingested_at=timezone.now())
+    page = client_for("analyst").get(reverse("document_page", args=[document.pk, 3])).content.decode()
+    assert "Section yyy applies." in page and "Federal Register Vol. 87" not in page

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -59,30 +60,38 @@ def is_heading(line: str) -> bool:
     return len(letters) >= 6 and all(c.isupper() for c in letters) and len(line.split()) <= 14
 
 
-def strip_running_lines(pages: list[PageText]) -> list[list[str]]:
-    """Split pages into lines and drop running headers/footers and bare page numbers.
+def page_lines(text: str) -> list[str]:
+    """A page's non-empty lines, whitespace collapsed."""
+    return [line for line in (_WS.sub(" ", raw).strip() for raw in text.splitlines()) if line]
 
-    A line near the top or bottom of a page that recurs (digits ignored) on at least a third of
-    the pages is a running header or footer, not content.
-    """
-    split = [[_WS.sub(" ", line).strip() for line in p.text.splitlines()] for p in pages]
-    split = [[line for line in lines if line] for lines in split]
+
+def running_lines(pages: list[list[str]]) -> set[str]:
+    """The running headers and footers of a document, given its pages' lines (digits as "#"): a line
+    near the top or bottom of a page that recurs on at least a third of the pages."""
     edge_counts: Counter[str] = Counter()
-    for lines in split:
+    for lines in pages:
         edges = set(lines[:2] + lines[-2:])
         edge_counts.update(_DIGITS.sub("#", e) for e in edges)
     threshold = max(3, len(pages) // 3)
-    running = {k for k, n in edge_counts.items() if n >= threshold}
-    cleaned = []
-    for lines in split:
-        keep = []
-        for i, line in enumerate(lines):
-            at_edge = i < 2 or i >= len(lines) - 2
-            if at_edge and (_DIGITS.sub("#", line) in running or line.isdigit()):
-                continue
-            keep.append(line)
-        cleaned.append(keep)
-    return cleaned
+    return {k for k, n in edge_counts.items() if n >= threshold}
+
+
+def strip_running(lines: list[str], running: AbstractSet[str]) -> list[str]:
+    """A page's lines without its running headers/footers and bare page numbers."""
+    keep = []
+    for i, line in enumerate(lines):
+        at_edge = i < 2 or i >= len(lines) - 2
+        if at_edge and (_DIGITS.sub("#", line) in running or line.isdigit()):
+            continue
+        keep.append(line)
+    return keep
+
+
+def strip_running_lines(pages: list[PageText]) -> list[list[str]]:
+    """Split pages into lines and drop running headers/footers and bare page numbers."""
+    split = [page_lines(p.text) for p in pages]
+    running = running_lines(split)
+    return [strip_running(lines, running) for lines in split]
 
 
 def chunk_pages(pages: list[PageText], words: int | None = None, overlap: int | None = None) -> list[ChunkDraft]:

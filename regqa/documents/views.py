@@ -3,6 +3,9 @@ opens. Thin: each view checks who may do it and calls upload.py or ingest.py."""
 
 from __future__ import annotations
 
+import datetime
+from functools import lru_cache
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required, user_passes_test
@@ -18,7 +21,7 @@ from regqa.audit.models import EventKind
 
 from . import ingest, tasks
 from .checks import IngestError
-from .chunking import PageText, strip_running_lines
+from .chunking import page_lines, running_lines, strip_running
 from .forms import MetadataForm, UploadForm
 from .models import Chunk, Document, Page
 from .upload import accept_upload
@@ -198,10 +201,20 @@ def page(request: HttpRequest, pk: int, number: int) -> HttpResponse:
 
 
 def page_text(document: Document, number: int) -> str:
-    """A page's extracted text without the running headers and footers ingestion drops too."""
-    pages = [PageText(n, t) for n, t in document.pages.order_by("number").values_list("number", "text")]
-    lines = dict(zip([p.number for p in pages], strip_running_lines(pages), strict=True))
-    return "\n".join(lines.get(number, []))
+    """A page's extracted text without the running headers and footers ingestion drops too (found
+    once per ingestion of the document, not on every page view)."""
+    text = document.pages.filter(number=number).values_list("text", flat=True).first()
+    if text is None:
+        return ""
+    return "\n".join(strip_running(page_lines(text), _running_lines(document.pk, document.ingested_at)))
+
+
+@lru_cache(maxsize=64)
+def _running_lines(document_id: int, ingested_at: datetime.datetime | None) -> frozenset[str]:
+    """The document's running headers and footers; `ingested_at` keys the cache, so a document
+    ingested again is read again."""
+    texts = Page.objects.filter(document_id=document_id).order_by("number").values_list("text", flat=True)
+    return frozenset(running_lines([page_lines(t) for t in texts.iterator()]))
 
 
 def split_span(text: str, span: str) -> tuple[str, str, str]:
