@@ -65,7 +65,6 @@ def analyst(url: str, user: str, password: str, question: str, deadline: float, 
             home = client.get("/")
             token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', home.text)
             started = time.monotonic()
-            out["asked_at"] = started
             shown = client.post(
                 "/ask/",
                 data={"question": question, "csrfmiddlewaretoken": token.group(1) if token else ""},

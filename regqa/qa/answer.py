@@ -119,9 +119,12 @@ def quote_for(pk: int) -> Answer:
     asking at once on a busy machine all see their passages within a second) and the quote follows.
     Built while the model writes or after it failed (the quote then stays); stored with an empty
     text if no sentence is supported, so it is built once."""
+    answer = Answer.objects.get(pk=pk)
+    if not _needs_quote(answer):  # built already: no wait behind other answers' quotes
+        return answer
     with _quoting:
-        answer = Answer.objects.get(pk=pk)
-        if answer.instant or answer.status not in QUOTED_WHILE:
+        answer.refresh_from_db()  # another request may have built it while this one waited
+        if not _needs_quote(answer):
             return answer
         sent = [p for p in answer.passages if p.get("sent_to_model")]
         started = time.perf_counter()
@@ -131,6 +134,10 @@ def quote_for(pk: int) -> Answer:
         }
         Answer.objects.filter(pk=pk).update(instant=answer.instant)  # the stream's own save leaves it alone
         return answer
+
+
+def _needs_quote(answer: Answer) -> bool:
+    return not answer.instant and answer.status in QUOTED_WHILE
 
 
 def instant_quote(question: str, sent: list[dict[str, Any]]) -> dict[str, Any]:
