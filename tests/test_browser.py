@@ -55,6 +55,40 @@ def log_in(page, username: str, lands_on: str) -> None:
     page.wait_for_url(lands_on)
 
 
+def wait_for_answer(page, timeout_ms: int) -> str:
+    """Wait for the finished answer (the streamed one swapped for the stored one) and return its
+    status. On a timeout, fail with what the page shows and what the server was doing: the answers'
+    statuses, the model's slots, the busiest processes and every thread's stack."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(".answer[data-status]", timeout=timeout_ms)
+    except PlaywrightTimeout:
+        import faulthandler
+        import subprocess
+        import tempfile
+
+        from regqa.qa import llm
+        from regqa.qa.models import Answer
+
+        shown = page.locator(".answer").first.inner_text() if page.locator(".answer").count() else page.content()
+        answers = list(Answer.objects.order_by("pk").values_list("pk", "status", "first_token_ms"))
+        busiest = subprocess.run(
+            ["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True
+        ).stdout.splitlines()[:8]
+        with tempfile.TemporaryFile("w+") as out:
+            faulthandler.dump_traceback(out, all_threads=True)
+            out.seek(0)
+            stacks = out.read()
+        pytest.fail(
+            f"No finished answer after {timeout_ms / 1000:.0f} s.\nThe page shows: {shown[:1500]}\n"
+            f"Answers (pk, status, first token ms): {answers}\n"
+            f"Model slots: {llm.slots.busy} busy, {len(llm.slots.queue)} waiting\n"
+            "Busiest processes:\n" + "\n".join(busiest) + f"\nThreads:\n{stacks}"
+        )
+    return page.get_attribute(".answer[data-status]", "data-status")
+
+
 def test_analyst_logs_in_asks_and_sees_a_cited_answer(live_server, users, browser_page, tmp_path):
     document = Document.objects.create(title="12 CFR 215 (Regulation O)", sha256="2" * 64)
     document.file.save("12cfr215.pdf", ContentFile((PDFS / "12cfr215.pdf").read_bytes()))
@@ -72,9 +106,8 @@ def test_analyst_logs_in_asks_and_sees_a_cited_answer(live_server, users, browse
 
     ask(page, "Under Regulation O, what kinds of business entity count as a company?")
     page.wait_for_selector("ol.passages li", timeout=30_000)  # passages appear before the answer
-    page.wait_for_selector(".answer[data-status]", timeout=120_000)
+    status = wait_for_answer(page, 180_000)
     page.screenshot(path=str(tmp_path / "answer.png"), full_page=True)
-    status = page.get_attribute(".answer[data-status]", "data-status")
     assert status == "answered", page.inner_text(".answer")
     citation = page.locator("a.cite").first
     assert citation.count() == 1
@@ -154,7 +187,7 @@ def test_analyst_asks_for_the_large_model_and_watches_its_answer_stream_in(
     page.goto(f"{live_server.url}/ask/")
     log_in(page, "analyst", f"{live_server.url}/ask/")
     ask(page, "What is the lending limit for loans to executive officers?")
-    page.wait_for_selector(".answer[data-status]", timeout=120_000)
+    wait_for_answer(page, 180_000)
     assert "Answered locally" in page.inner_text(".routing")
 
     page.click("form.escalate button")
@@ -255,8 +288,7 @@ def test_instant_quote_feedback_follow_up_and_an_amended_source(live_server, use
     assert page.locator(".answer.streaming .text.draft").inner_text() == ""  # before the model's first word
     assert "From the documents, at once" in page.inner_text(".instant")
     assert page.locator(".instant a.cite").count() >= 1
-    page.wait_for_selector(".answer[data-status]", timeout=180_000)
-    status = page.get_attribute(".answer[data-status]", "data-status")
+    status = wait_for_answer(page, 180_000)
     assert status in ("answered", "quoted"), page.inner_text(".answer")
 
     # feedback: helpful, and recorded
@@ -275,7 +307,7 @@ def test_instant_quote_feedback_follow_up_and_an_amended_source(live_server, use
     page.click("form.follow-up.confirm button[type=submit]")
     page.wait_for_selector(".thread", timeout=30_000)
     assert "What kinds of business entity count as a company under the rulebook?" in page.inner_text(".thread")
-    page.wait_for_selector(".answer[data-status]", timeout=180_000)
+    wait_for_answer(page, 180_000)
 
     # a new version changes the definition the first answer cited: the answer is flagged
     v2 = Document.objects.create(title="Member Bank Rulebook", sha256="5" * 64, supersedes=v1, version=2)
@@ -337,6 +369,5 @@ def test_the_library_page_loads_while_answers_stream(asgi_server, users, browser
     for stream in streams:
         stream.close()
     assert until(lambda: Answer.objects.get(pk=writing.pk).status == Answer.Status.FAILED, 30)
-    page.wait_for_selector(".answer[data-status]", timeout=180_000)  # the analyst's turn came
-    assert page.get_attribute(".answer[data-status]", "data-status") in ("answered", "quoted")
+    assert wait_for_answer(page, 180_000) in ("answered", "quoted")  # the analyst's turn came
     assert Answer.objects.filter(pk__in=[a.pk for a in others], status=Answer.Status.PENDING).count() == 8
