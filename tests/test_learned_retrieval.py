@@ -15,13 +15,13 @@ from django.urls import reverse
 from regqa.audit.models import AuditEvent, EventKind
 from regqa.documents import index
 from regqa.documents.models import Chunk, Document
-from regqa.qa import bundle, decision, decision_model, rank, training
+from regqa.qa import bundle, decision, decision_model, feedback, rank, training
 from regqa.qa.evaluate import Question
 from regqa.qa.models import RetrievalBundle
 from regqa.qa.retrieve import retrieve
 from regqa.qa.verify import content_terms
 
-from .factories import DocumentFactory
+from .factories import AnswerFactory, DocumentFactory
 from .fakes import hashed_embedding
 
 TOPICS = [
@@ -278,3 +278,65 @@ def test_the_decision_examples_read_what_retrieval_reads(corpus):
     assert len(rows) == 60 and [r.qid for r in rows[:2]] == ["q0", "q0"]
     assert all(r.stated == 0 for r in rows[1::2]) and sum(r.stated for r in rows[::2]) >= 25
     assert {"best_rerank", "rerank_margin", "mean_rerank_top3"} <= set(rows[0].signals)
+
+
+def helpful_answers(questions: list[Question], analyst) -> None:
+    """Each question answered citing its gold rule, and found helpful by its asker."""
+    for q in questions:
+        chunk = Chunk.objects.get(external_id=q.gold[0]["passage_id"])
+        passage = {"n": 1, "chunk_id": chunk.pk, "document_id": chunk.document_id, "external_id": chunk.external_id,
+                   "page_start": chunk.page_start, "text": chunk.text, "sent_to_model": True}  # fmt: skip
+        answer = AnswerFactory(
+            user=analyst, question=q.question, citations=[{"n": 1, "valid": True}], passages=[passage]
+        )
+        feedback.give(answer, analyst, "helpful", [], "")
+
+
+def test_feedback_pairs_merge_a_repeated_question_and_skip_those_the_file_holds(corpus, users):
+    helpful_answers(corpus[:3], users["analyst"])
+    again = Question("again", "  what MUST a firm do about its liquidity buffers review? ", [{"passage_id": "note-0"}])
+    helpful_answers([again], users["analyst"])  # the first question again, citing another passage
+
+    pairs = feedback.pairs()
+    assert [p["question"] for p in pairs] == [q.question for q in corpus[:3]]  # one pair per question
+    assert pairs[0]["gold"] == [{"passage_id": "rule-0"}, {"passage_id": "note-0"}]
+
+    labelled = json.dumps({"qid": "x", "question": corpus[1].question, "gold": corpus[1].gold}).encode()  # no newline
+    content, added = feedback.add_pairs(labelled)
+    assert added == 2
+    rows = [json.loads(line) for line in content.decode().splitlines()]
+    assert [r["qid"] for r in rows][0] == "x" and {r["question"] for r in rows[1:]} == {
+        corpus[0].question,
+        corpus[2].question,
+    }
+
+
+@pytest.mark.django_db(transaction=True)  # the real worker closes old connections, as in production
+def test_training_on_analysts_feedback_from_the_command_and_the_page(
+    corpus, users, client_for, django_capture_on_commit_callbacks
+):
+    with pytest.raises(CommandError, match="No answer has been marked helpful"):
+        call_command("train_retrieval", "--feedback", verbosity=0)
+    admin = client_for("admin")
+    refused = admin.post(reverse("retrieval"), {"feedback": "on", "folds": 3})
+    assert refused.status_code == 422 and "No answer has been marked helpful" in refused.content.decode()
+    assert not RetrievalBundle.objects.exists()
+
+    helpful_answers(corpus, users["analyst"])
+    call_command("train_retrieval", "--feedback", "--folds", "3", "--no-activate", verbosity=0)
+    record = RetrievalBundle.objects.get()
+    assert record.pairs_file == f"{len(corpus)} feedback pairs", record.detail
+    assert record.status == RetrievalBundle.Status.READY and record.figures["questions"] == len(corpus)
+    assert {q.question for q in training.stored_pairs(record)} == {q.question for q in corpus}
+    k = record.figures["k"]  # learned from the feedback: the rule above the note that repeats the words
+    assert record.figures["reranker"][f"map@{k}"]["mean"] > record.figures["rrf"][f"map@{k}"]["mean"]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post(reverse("retrieval"), {"feedback": "on", "folds": 3})
+    assert response.status_code == 302
+    queued = RetrievalBundle.objects.latest("pk")
+    assert queued.pairs_file == f"{len(corpus)} feedback pairs" and queued.created_by.username == "admin"
+    call_command("db_worker", "--batch", "--no-startup-delay", verbosity=0)
+    queued.refresh_from_db()
+    assert queued.status in (RetrievalBundle.Status.ACTIVE, RetrievalBundle.Status.REJECTED), queued.detail
+    assert queued.figures["questions"] == len(corpus)

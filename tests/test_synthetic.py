@@ -97,7 +97,7 @@ def test_a_bundle_trained_on_written_questions_only(corpus, fake_llm, tmp_path):
     assert decision_model.active() is None  # and no train_decision model: the local model decides
     with pytest.raises(CommandError, match="nothing to resume"):
         call_command("train_retrieval", "--resume", str(record.pk), verbosity=0)
-    with pytest.raises(CommandError, match="--pairs FILE and/or --synthetic N"):
+    with pytest.raises(CommandError, match="--pairs FILE, --feedback and/or --synthetic N"):
         call_command("train_retrieval", verbosity=0)
 
 

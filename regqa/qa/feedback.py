@@ -3,12 +3,13 @@
 `give` stores what the asker said (helpful or not, the cited passages that were the wrong ones,
 a comment) with its audit record. `pairs` turns the answers their askers found helpful into
 {"qid", "question", "gold"} pairs in the evaluate format (gold: the passages the answer cited
-and nobody marked wrong), so `train_retrieval --pairs` can learn from the institution's use.
+and nobody marked wrong), so `train_retrieval --feedback` (alone or with `--pairs`) can learn
+from the institution's use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
 from typing import Any
 
 from django.db import transaction
@@ -16,6 +17,7 @@ from django.db import transaction
 from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
+from .evaluate import read_questions_text
 from .models import Answer, Feedback
 
 
@@ -64,15 +66,23 @@ def _gold(passage: dict[str, Any], file_name: str) -> dict[str, Any] | None:
     return None
 
 
-def pairs() -> Iterator[dict[str, Any]]:
-    """One pair per answer whose asker's latest feedback is "helpful" and which cites a passage
-    nobody marked wrong; oldest first."""
+def same_question(text: str) -> str:
+    """A question as compared for duplicates: case and spacing ignored."""
+    return " ".join(text.casefold().split())
+
+
+def pairs() -> list[dict[str, Any]]:
+    """The training pairs analysts' feedback gives: the answers whose asker's latest feedback is
+    "helpful", with as gold the passages they cite that nobody marked wrong; oldest first. A question
+    asked more than once is one pair (its gold: every such passage), so cross-validation by question
+    never trains on a question it evaluates."""
     from regqa.documents.models import Document
 
     names = dict(Document.objects.values_list("pk", "original_name"))
     answers = Answer.objects.filter(
         feedback_verdict=Feedback.Verdict.HELPFUL, status__in=[Answer.Status.ANSWERED, Answer.Status.QUOTED]
     ).order_by("pk")
+    merged: dict[str, dict[str, Any]] = {}
     for answer in answers.iterator():
         mine = latest(answer)
         if mine is None or mine.verdict != Feedback.Verdict.HELPFUL:
@@ -84,10 +94,23 @@ def pairs() -> Iterator[dict[str, Any]]:
             item = _gold(by_n[n], names.get(by_n[n].get("document_id"), "")) if n in by_n and n not in wrong else None
             if item and item not in gold:
                 gold.append(item)
-        if gold:
-            yield {
-                "qid": f"feedback-{answer.pk}",
-                "question": answer.question,
-                "gold": gold,
-                "answer": answer.answer_text,
-            }
+        if not gold:
+            continue
+        pair = merged.setdefault(
+            same_question(answer.question),
+            {"qid": f"feedback-{answer.pk}", "question": answer.question, "gold": [], "answer": answer.answer_text},
+        )
+        pair["gold"] += [item for item in gold if item not in pair["gold"]]
+    return list(merged.values())
+
+
+def add_pairs(content: bytes) -> tuple[bytes, int]:
+    """A pairs file (JSON Lines, possibly empty) with the feedback pairs added whose question it does
+    not already hold, and how many were added: labelled pairs and the institution's use, trained on
+    together (`train_retrieval --feedback`, or the box on the Retrieval models page)."""
+    held = {same_question(q.question) for q in read_questions_text(content.decode("utf-8"))}
+    added = [p for p in pairs() if same_question(p["question"]) not in held]
+    if content.strip() and not content.endswith(b"\n"):
+        content += b"\n"
+    lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in added)
+    return content + lines.encode("utf-8"), len(added)

@@ -12,8 +12,9 @@ from django.contrib.auth.models import Group
 from regqa.documents.models import Document
 
 from .evaluate import read_questions_text
+from .feedback import add_pairs
 from .models import Answer, EscalationPolicy, Feedback
-from .training import store_pairs
+from .training import sources_label, store_pairs
 
 
 def _choices(field: str) -> list[tuple[str, str]]:
@@ -121,13 +122,20 @@ def _at_most_5(value: int) -> None:
 
 
 class RetrievalTrainingForm(forms.Form):
-    """A labelled questions file to train a retrieval bundle on."""
+    """What to train a retrieval bundle on: a labelled questions file, the answers analysts found
+    helpful, questions the local model writes, or several of them."""
 
     pairs = forms.FileField(
         required=False,
         label="Labelled questions (JSON Lines, optional)",
         help_text='One question a line: {"qid", "question", "gold": [{"passage_id": ...} '
         'or {"document": FILE, "page": N}]}.',
+    )
+    feedback = forms.BooleanField(
+        required=False,
+        label="Include analysts' feedback",
+        help_text="Also train on the answers their askers marked helpful: the question, and the passages the "
+        "answer cites that nobody marked wrong.",
     )
     synthetic = forms.IntegerField(
         required=False,
@@ -144,8 +152,19 @@ class RetrievalTrainingForm(forms.Form):
 
     def clean(self):
         data = super().clean() or {}
-        if not data.get("pairs") and not data.get("synthetic") and not self.errors:
-            raise forms.ValidationError("Give a labelled questions file, or a number of questions to write, or both.")
+        if self.errors:
+            return data
+        if not data.get("pairs") and not data.get("synthetic") and not data.get("feedback"):
+            raise forms.ValidationError(
+                "Give a labelled questions file, analysts' feedback or a number of questions to write (or several)."
+            )
+        content = data["pairs"].read() if data.get("pairs") else b""
+        added = 0
+        if data.get("feedback"):
+            content, added = add_pairs(content)
+            if not added and not data.get("pairs") and not data.get("synthetic"):
+                raise forms.ValidationError("No answer has been marked helpful with a cited passage yet.")
+        self.content, self.feedback_added = content, added
         return data
 
     def clean_pairs(self):
@@ -166,11 +185,20 @@ class RetrievalTrainingForm(forms.Form):
         return upload
 
     def store(self) -> tuple[Path | None, str]:
-        """Keep the file under the data directory (training.store_pairs), if one was given."""
-        upload = self.cleaned_data["pairs"]
-        if upload is None:
+        """Keep the questions to train on (the file's, then the feedback pairs it does not hold) under
+        the data directory (training.store_pairs), if there are any."""
+        if not self.content.strip():
             return None, ""
-        return store_pairs(upload.read())
+        return store_pairs(self.content)
+
+    def source_names(self) -> str:
+        """What the bundle is trained on, as its row on the page says."""
+        data = self.cleaned_data
+        return sources_label(
+            data["pairs"].name if data["pairs"] else None,
+            self.feedback_added if data["feedback"] else None,
+            data["synthetic"] or 0,
+        )
 
 
 class FeedbackForm(forms.Form):

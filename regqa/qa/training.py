@@ -48,6 +48,14 @@ def store_pairs(content: bytes) -> tuple[Path, str]:
     return path, sha256
 
 
+def sources_label(file_name: str | None, feedback_pairs: int | None, synthetic: int) -> str:
+    """What a bundle is trained on, as its row says: "labelled.jsonl + 12 feedback pairs"."""
+    names = [file_name] if file_name else []
+    names += [f"{feedback_pairs} feedback pairs"] if feedback_pairs is not None else []
+    names += [f"{synthetic} synthetic questions"] if synthetic else []
+    return " + ".join(names)
+
+
 def stored_pairs(record: RetrievalBundle) -> list[Question]:
     """The labelled questions a bundle was started with ([] for synthetic questions only)."""
     if not record.pairs_sha256:

@@ -257,20 +257,17 @@ def _retrieval_context(form: RetrievalTrainingForm | None = None) -> dict:
 @require_http_methods(["GET", "POST"])
 @permission_required("qa.manage_retrieval", raise_exception=True)
 def retrieval(request: HtmxHttpRequest) -> HttpResponse:
-    """Bundles with their figures; a pairs file posted here is trained on in the background."""
+    """Bundles with their figures; a pairs file, analysts' feedback or questions to write, posted
+    here, are trained on in the background."""
     if request.method == "POST":
         form = RetrievalTrainingForm(request.POST, request.FILES)
         if form.is_valid():
-            path, sha256 = form.store()
-            synthetic = form.cleaned_data["synthetic"] or 0
-            upload = form.cleaned_data["pairs"]
+            _, sha256 = form.store()
             record = RetrievalBundle.objects.create(
                 created_by_id=request.user.pk,
-                pairs_file=" + ".join(
-                    ([upload.name] if upload else []) + ([f"{synthetic} synthetic questions"] if synthetic else [])
-                ),
+                pairs_file=form.source_names(),
                 pairs_sha256=sha256,
-                synthetic_requested=synthetic,
+                synthetic_requested=form.cleaned_data["synthetic"] or 0,
                 folds=form.cleaned_data["folds"],
             )
             folds = form.cleaned_data["folds"]

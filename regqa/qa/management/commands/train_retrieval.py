@@ -1,6 +1,8 @@
 """Train a retrieval bundle from labelled questions and activate it if it measures better.
 
-python manage.py train_retrieval --pairs FILE.jsonl [--synthetic N] [--folds 5] [--no-activate] [--no-adapter]
+python manage.py train_retrieval --pairs FILE.jsonl [--feedback] [--synthetic N] [--folds 5] [--no-activate]
+                                  [--no-adapter]
+python manage.py train_retrieval --feedback           (the answers analysts marked helpful, their cited passages)
 python manage.py train_retrieval --synthetic N        (no labelled pairs: the local model writes N questions)
 python manage.py train_retrieval --resume N           (a bundle whose run stopped: writing resumes where it was)
 python manage.py train_retrieval --activate N | --rollback | --list
@@ -17,7 +19,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from regqa.qa import bundle, synthetic, training
+from regqa.qa import bundle, feedback, synthetic, training
 from regqa.qa.management.commands.evaluate import question_file
 from regqa.qa.models import RetrievalBundle
 
@@ -29,6 +31,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--pairs", type=Path, help="labelled questions (JSON Lines, the evaluate format)")
+        parser.add_argument(
+            "--feedback",
+            action="store_true",
+            help="also train on the answers analysts marked helpful (their cited passages as gold)",
+        )
         parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (by question)")
         parser.add_argument("--no-activate", action="store_true", help="train and report, but do not activate")
         parser.add_argument("--no-adapter", action="store_true", help="leave the embedder as packaged (ranker only)")
@@ -72,15 +79,25 @@ class Command(BaseCommand):
             synthetic_n = options["synthetic"]
             if synthetic_n < 0:
                 raise CommandError("--synthetic must be a number of passages, 0 or more.")
-            if pairs is None and not synthetic_n:
+            if pairs is None and not synthetic_n and not options["feedback"]:
                 raise CommandError(
-                    "Give --pairs FILE and/or --synthetic N (or --resume N, --list, --activate N, --rollback)."
+                    "Give --pairs FILE, --feedback and/or --synthetic N "
+                    "(or --resume N, --list, --activate N, --rollback)."
                 )
-            questions = question_file(pairs) if pairs is not None else []
-            _, sha256 = training.store_pairs(pairs.read_bytes()) if pairs is not None else (None, "")
-            names = ([pairs.name] if pairs else []) + ([f"{synthetic_n} synthetic questions"] if synthetic_n else [])
+            if pairs is not None:
+                question_file(pairs)  # a clear error for a file that is missing or not question records
+            content = pairs.read_bytes() if pairs is not None else b""
+            added = None
+            if options["feedback"]:
+                content, added = feedback.add_pairs(content)
+                if not added and pairs is None and not synthetic_n:
+                    raise CommandError(
+                        "No answer has been marked helpful with a cited passage yet: nothing to train on."
+                    )
+            path, sha256 = training.store_pairs(content) if content.strip() else (None, "")
+            questions = question_file(path) if path is not None else []
             record = RetrievalBundle.objects.create(
-                pairs_file=" + ".join(names),
+                pairs_file=training.sources_label(pairs.name if pairs else None, added, synthetic_n),
                 pairs_sha256=sha256,
                 synthetic_requested=synthetic_n,
                 folds=folds,  # what a resume from the page uses
