@@ -407,3 +407,24 @@ def test_pending_escalations_count_against_the_daily_budget(users, large):
     run_stream(first)
     run_stream(second)
     assert len(large.requests) == 2  # each, decided again when sent, still fits (it does not count itself)
+
+
+def test_what_is_stored_while_the_large_model_writes_is_kept(users, large):
+    """The asker's feedback, an instant quote and a "source amended" flag stored while the large model
+    answers stay: the escalation writes only its own fields, not the row it read when it started."""
+    from regqa.qa import feedback
+
+    make_policy(users["admin"])
+    answer = make_answer(users["analyst"])
+    escalate.decide(answer, requested=True)
+    stream = escalate.stream_escalation(answer)
+    kind, text = next(stream)
+    assert kind == "status" and "Asking the large model" in text  # the answer was read; nothing received yet
+    feedback.give(Answer.objects.get(pk=answer.pk), users["analyst"], "helpful", [], "")
+    Answer.objects.filter(pk=answer.pk).update(instant={"text": "Quoted [1].", "ms": 5.0}, source_amended=True)
+    list(stream)
+
+    stored = Answer.objects.get(pk=answer.pk)
+    assert stored.answered_by == "large" and stored.escalation_state == EscalationState.DONE
+    assert stored.answer_text == SUPPORTED
+    assert (stored.feedback_verdict, stored.instant["text"], stored.source_amended) == ("helpful", "Quoted [1].", True)

@@ -217,6 +217,10 @@ def add_found_citations(answer: Answer) -> list[int]:
 
 
 LOCAL_FIELDS = ["model_name", "status", "answer_text", "citations", "verification", "quality", "quality_min"]
+# what an escalation writes: never the whole row, so what others store meanwhile (the asker's
+# feedback, an instant quote, a "source amended" flag) is not overwritten with the values read
+# when the escalation started
+ESCALATION_WRITES = [*LOCAL_FIELDS, "routing", "answered_by", "escalation_state"]
 
 
 def resend_decision(answer: Answer) -> Decision | None:
@@ -316,5 +320,5 @@ def stream_escalation(answer: Answer, *, decide_again: bool = True) -> Iterator[
             escalation.tokens_sent = usage["prompt_tokens"]
         escalation.tokens_received = usage.get("completion_tokens") or sum(len(p) for p in pieces) // 4
         escalation.save()
-        answer.save()
+        answer.save(update_fields=ESCALATION_WRITES)
         audit_log.record_escalation(answer, escalation)
