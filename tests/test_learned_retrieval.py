@@ -302,13 +302,23 @@ def test_feedback_pairs_merge_a_repeated_question_and_skip_those_the_file_holds(
     assert pairs[0]["gold"] == [{"passage_id": "rule-0"}, {"passage_id": "note-0"}]
 
     labelled = json.dumps({"qid": "x", "question": corpus[1].question, "gold": corpus[1].gold}).encode()  # no newline
-    content, added = feedback.add_pairs(labelled)
+    content, questions, added = feedback.training_set(labelled, "labelled.jsonl", include_feedback=True)
     assert added == 2
     rows = [json.loads(line) for line in content.decode().splitlines()]
     assert [r["qid"] for r in rows][0] == "x" and {r["question"] for r in rows[1:]} == {
         corpus[0].question,
         corpus[2].question,
     }
+    assert [q.question for q in questions] == [r["question"] for r in rows]  # what is trained on is what is kept
+    assert feedback.training_set(labelled, "labelled.jsonl", include_feedback=False)[2] is None
+    with pytest.raises(ValueError, match="labelled.jsonl, line 2"):
+        feedback.training_set(labelled + b"\n{not json", "labelled.jsonl", include_feedback=True)
+
+
+def test_feedback_pairs_read_the_feedback_in_two_queries(corpus, users, django_assert_max_num_queries):
+    helpful_answers(corpus, users["analyst"])
+    with django_assert_max_num_queries(3):  # documents' names, answers, their feedback: not one per answer
+        assert len(feedback.pairs()) == len(corpus)
 
 
 @pytest.mark.django_db(transaction=True)  # the real worker closes old connections, as in production

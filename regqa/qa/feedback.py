@@ -17,7 +17,7 @@ from django.db import transaction
 from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
-from .evaluate import read_questions_text
+from .evaluate import Question, read_questions_text
 from .models import Answer, Feedback
 
 
@@ -55,7 +55,8 @@ def give(answer: Answer, user, verdict: str, wrong_passages: list[int], comment:
 
 
 def latest(answer: Answer) -> Feedback | None:
-    return answer.feedback.filter(user_id=answer.user_id).first()
+    """The asker's own latest feedback on the answer (read from prefetched feedback when there is)."""
+    return next((f for f in answer.feedback.all() if f.user_id == answer.user_id), None)
 
 
 def _gold(passage: dict[str, Any], file_name: str) -> dict[str, Any] | None:
@@ -79,11 +80,15 @@ def pairs() -> list[dict[str, Any]]:
     from regqa.documents.models import Document
 
     names = dict(Document.objects.values_list("pk", "original_name"))
-    answers = Answer.objects.filter(
-        feedback_verdict=Feedback.Verdict.HELPFUL, status__in=[Answer.Status.ANSWERED, Answer.Status.QUOTED]
-    ).order_by("pk")
+    answers = (
+        Answer.objects.filter(
+            feedback_verdict=Feedback.Verdict.HELPFUL, status__in=[Answer.Status.ANSWERED, Answer.Status.QUOTED]
+        )
+        .order_by("pk")
+        .prefetch_related("feedback")
+    )  # newest first (Feedback.Meta.ordering): two queries in all
     merged: dict[str, dict[str, Any]] = {}
-    for answer in answers.iterator():
+    for answer in answers.iterator(chunk_size=500):
         mine = latest(answer)
         if mine is None or mine.verdict != Feedback.Verdict.HELPFUL:
             continue
@@ -104,13 +109,29 @@ def pairs() -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def add_pairs(content: bytes) -> tuple[bytes, int]:
-    """A pairs file (JSON Lines, possibly empty) with the feedback pairs added whose question it does
-    not already hold, and how many were added: labelled pairs and the institution's use, trained on
-    together (`train_retrieval --feedback`, or the box on the Retrieval models page)."""
-    held = {same_question(q.question) for q in read_questions_text(content.decode("utf-8"))}
+class NoFeedback(ValueError):
+    """Analysts' feedback is all there is to train on, and no answer has been marked helpful."""
+
+
+def training_set(
+    content: bytes, name: str, include_feedback: bool, other_sources: bool = False
+) -> tuple[bytes, list[Question], int | None]:
+    """What a retrieval bundle trains on: the questions of a pairs file (`content`, JSON Lines, possibly
+    empty; UnicodeDecodeError, or ValueError naming `name` and the line that is not a question record)
+    then, with `include_feedback`, the feedback pairs whose question the file does not hold. Returns
+    the JSON Lines holding them all (kept with the bundle), the questions, and how many came from
+    feedback (None: not asked for). NoFeedback when feedback was asked for, there is none, and
+    nothing else (no question in the file, no `other_sources` such as written questions) remains.
+    Used by `train_retrieval --feedback` and by the box on the Retrieval models page alike."""
+    questions = read_questions_text(content.decode("utf-8"), name)
+    if not include_feedback:
+        return content, questions, None
+    held = {same_question(q.question) for q in questions}
     added = [p for p in pairs() if same_question(p["question"]) not in held]
+    if not added and not questions and not other_sources:
+        raise NoFeedback("No answer has been marked helpful with a cited passage yet: nothing to train on.")
     if content.strip() and not content.endswith(b"\n"):
         content += b"\n"
     lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in added)
-    return content + lines.encode("utf-8"), len(added)
+    questions += [Question(p["qid"], p["question"], p["gold"], p["answer"]) for p in added]
+    return content + lines.encode("utf-8"), questions, len(added)

@@ -11,8 +11,7 @@ from django.contrib.auth.models import Group
 
 from regqa.documents.models import Document
 
-from .evaluate import read_questions_text
-from .feedback import add_pairs
+from .feedback import NoFeedback, training_set
 from .models import Answer, EscalationPolicy, Feedback
 from .training import sources_label, store_pairs
 
@@ -154,35 +153,29 @@ class RetrievalTrainingForm(forms.Form):
         data = super().clean() or {}
         if self.errors:
             return data
-        if not data.get("pairs") and not data.get("synthetic") and not data.get("feedback"):
+        upload = data.get("pairs")
+        if not upload and not data.get("synthetic") and not data.get("feedback"):
             raise forms.ValidationError(
                 "Give a labelled questions file, analysts' feedback or a number of questions to write (or several)."
             )
-        content = data["pairs"].read() if data.get("pairs") else b""
-        added = 0
-        if data.get("feedback"):
-            content, added = add_pairs(content)
-            if not added and not data.get("pairs") and not data.get("synthetic"):
-                raise forms.ValidationError("No answer has been marked helpful with a cited passage yet.")
-        self.content, self.feedback_added = content, added
-        return data
-
-    def clean_pairs(self):
-        upload = self.cleaned_data["pairs"]
-        if upload is None:
-            return None
-        if upload.size > self.MAX_BYTES:
-            raise forms.ValidationError("The file is larger than 50 MB.")
+        if upload and upload.size > self.MAX_BYTES:
+            raise forms.ValidationError({"pairs": "The file is larger than 50 MB."})
         try:
-            questions = read_questions_text(upload.read().decode("utf-8"))
+            self.content, questions, self.feedback_added = training_set(
+                upload.read() if upload else b"",
+                upload.name if upload else "the file",
+                bool(data.get("feedback")),
+                other_sources=bool(data.get("synthetic")),
+            )
         except UnicodeDecodeError as exc:
-            raise forms.ValidationError("The file is not UTF-8 text.") from exc
-        except ValueError as exc:
+            raise forms.ValidationError({"pairs": "The file is not UTF-8 text."}) from exc
+        except NoFeedback as exc:
             raise forms.ValidationError(str(exc)) from exc
-        if not questions:
-            raise forms.ValidationError("The file holds no question.")
-        upload.seek(0)
-        return upload
+        except ValueError as exc:
+            raise forms.ValidationError({"pairs": str(exc)}) from exc
+        if upload and len(questions) == (self.feedback_added or 0):
+            raise forms.ValidationError({"pairs": "The file holds no question."})
+        return data
 
     def store(self) -> tuple[Path | None, str]:
         """Keep the questions to train on (the file's, then the feedback pairs it does not hold) under

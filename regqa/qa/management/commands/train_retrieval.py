@@ -20,7 +20,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from regqa.qa import bundle, feedback, synthetic, training
-from regqa.qa.management.commands.evaluate import question_file
 from regqa.qa.models import RetrievalBundle
 
 ACTOR = "manage.py train_retrieval"
@@ -84,18 +83,20 @@ class Command(BaseCommand):
                     "Give --pairs FILE, --feedback and/or --synthetic N "
                     "(or --resume N, --list, --activate N, --rollback)."
                 )
-            if pairs is not None:
-                question_file(pairs)  # a clear error for a file that is missing or not question records
-            content = pairs.read_bytes() if pairs is not None else b""
-            added = None
-            if options["feedback"]:
-                content, added = feedback.add_pairs(content)
-                if not added and pairs is None and not synthetic_n:
-                    raise CommandError(
-                        "No answer has been marked helpful with a cited passage yet: nothing to train on."
-                    )
-            path, sha256 = training.store_pairs(content) if content.strip() else (None, "")
-            questions = question_file(path) if path is not None else []
+            if pairs is not None and not pairs.is_file():
+                raise CommandError(f"{pairs} does not exist")
+            try:
+                content, questions, added = feedback.training_set(
+                    pairs.read_bytes() if pairs is not None else b"",
+                    pairs.name if pairs is not None else "",
+                    options["feedback"],
+                    other_sources=bool(synthetic_n),
+                )
+            except UnicodeDecodeError as exc:
+                raise CommandError(f"{pairs} is not UTF-8 text.") from exc
+            except ValueError as exc:  # a line that is not a question record, or no feedback to train on
+                raise CommandError(str(exc)) from exc
+            _, sha256 = training.store_pairs(content) if content.strip() else (None, "")
             record = RetrievalBundle.objects.create(
                 pairs_file=training.sources_label(pairs.name if pairs else None, added, synthetic_n),
                 pairs_sha256=sha256,
