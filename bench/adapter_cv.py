@@ -5,28 +5,18 @@ REGQA_DATA_DIR=DIR .venv/bin/python bench/adapter_cv.py QUESTIONS.jsonl [--folds
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
-from throwaway import setup_django_here
+from throwaway import labelled_questions
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("questions", type=Path)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--max-folds", type=int, default=5)
-    args = parser.parse_args()
-    setup_django_here()
+    max_folds = ("--max-folds", {"type": int, "default": 5})
+    args, questions, items = labelled_questions(__doc__.splitlines()[0], max_folds, json_out=False)
     from regqa.qa import adapter, rank, training
-    from regqa.qa.evaluate import file_names, read_questions
+    from regqa.qa.evaluate import file_names
 
-    questions = read_questions(args.questions)
     lib = rank.library()
-    started = time.perf_counter()
-    items = training.label(questions, lib)
-    print(f"labelled in {time.perf_counter() - started:.0f} s", flush=True)
     examples = training.adapter_examples(items, lib, file_names())
     folds = training.folds_of(questions, args.folds)
     for fold in range(min(args.folds, args.max_folds)):

@@ -16,32 +16,19 @@ labels, as labelled pairs are (folds by question id, as `train_retrieval`).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
-from pathlib import Path
 
 import numpy as np
-from throwaway import setup_django_here
+from throwaway import figures_line, labelled_questions
 
 SENT_TO_MODEL = 3
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("questions", type=Path)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    setup_django_here()
+    args, _, items = labelled_questions(__doc__.splitlines()[0])
     from regqa.qa import rank, training
-    from regqa.qa.evaluate import read_questions
-
-    questions = read_questions(args.questions)
-    started = time.perf_counter()
-    items = training.label(questions, rank.library())
-    print(f"{len(items)} questions labelled in {time.perf_counter() - started:.0f} s")
 
     def feedback(item, careful: bool):
         shown = np.isin(item.group.positions, rank.untrained_order(item.group)[:SENT_TO_MODEL])
@@ -65,14 +52,11 @@ def main() -> None:
         figures = training.cross_validate(items, args.folds, train=train)
         figures["training_questions_per_fold"] = used
         results[name] = figures
-        r, m = figures["reranker"]["recall@10"], figures["reranker"]["map@10"]
         print(
-            f"{name:30} R@10 {r['mean']:.4f} ({r['sd']:.4f})  MAP@10 {m['mean']:.4f} ({m['sd']:.4f})"
-            f"  trained on {min(used)}-{max(used)} questions a fold  {time.perf_counter() - started:.0f} s"
+            figures_line(name, figures["reranker"])
+            + f"  trained on {min(used)}-{max(used)} questions a fold  {time.perf_counter() - started:.0f} s"
         )
-    f = next(iter(results.values()))["rrf"]
-    print(f"{'untrained (rrf)':30} R@10 {f['recall@10']['mean']:.4f} ({f['recall@10']['sd']:.4f})  "
-          f"MAP@10 {f['map@10']['mean']:.4f} ({f['map@10']['sd']:.4f})")  # fmt: skip
+    print(figures_line("untrained (rrf)", next(iter(results.values()))["rrf"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -9,12 +9,10 @@ The product's settings are the first row; the others are what was tried against 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
-from throwaway import setup_django_here
+from throwaway import figures_line, labelled_questions
 
 SETTINGS = {
     "product (300 rounds, lr 0.05, 31 leaves)": {},
@@ -25,20 +23,10 @@ SETTINGS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("questions", type=Path)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--only", action="store_true", help="only the product's setting")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    setup_django_here()
+    only = ("--only", {"action": "store_true", "help": "only the product's setting"})
+    args, _, items = labelled_questions(__doc__.splitlines()[0], only)
     from regqa.qa import rank, training
-    from regqa.qa.evaluate import read_questions
 
-    questions = read_questions(args.questions)
-    started = time.perf_counter()
-    items = training.label(questions, rank.library())
-    print(f"{len(items)} questions labelled in {time.perf_counter() - started:.0f} s")
     results = {}
     for name, params in list(SETTINGS.items())[: 1 if args.only else None]:
         started = time.perf_counter()
@@ -48,11 +36,7 @@ def main() -> None:
 
         figures = training.cross_validate(items, args.folds, train=train)
         results[name] = figures
-        r, m = figures["reranker"]["recall@10"], figures["reranker"]["map@10"]
-        print(
-            f"{name:42} R@10 {r['mean']:.4f} ({r['sd']:.4f})  MAP@10 {m['mean']:.4f} ({m['sd']:.4f})"
-            f"  {time.perf_counter() - started:.0f} s"
-        )
+        print(figures_line(name, figures["reranker"], 42) + f"  {time.perf_counter() - started:.0f} s")
     for method in ("bm25", "dense", "rrf", "minmax"):
         f = next(iter(results.values()))[method]
         print(f"{method:42} R@10 {f['recall@10']['mean']:.4f}  MAP@10 {f['map@10']['mean']:.4f}")

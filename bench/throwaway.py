@@ -6,6 +6,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,3 +31,36 @@ def setup_django(prefix: str = "regqa-bench-", **env: str) -> Path:
 
     call_command("migrate", verbosity=0)
     return data_dir
+
+
+def labelled_questions(description: str, *options: tuple[str, dict], json_out: bool = True) -> tuple[Any, list, list]:
+    """What a cross-validation bench starts from: QUESTIONS.jsonl [--folds 5] [--json out.json] (with
+    `json_out`) plus `options` (name, add_argument keywords) parsed, Django set up on REGQA_DATA_DIR
+    as it is, and every question's candidates labelled against its gold (training.label). Returns
+    the arguments, the questions and the labelled items."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("questions", type=Path)
+    parser.add_argument("--folds", type=int, default=5)
+    if json_out:
+        parser.add_argument("--json", type=Path)
+    for name, keywords in options:
+        parser.add_argument(name, **keywords)
+    args = parser.parse_args()
+    setup_django_here()
+    from regqa.qa import rank, training
+    from regqa.qa.evaluate import read_questions
+
+    questions = read_questions(args.questions)
+    started = time.perf_counter()
+    items = training.label(questions, rank.library())
+    print(f"{len(items)} questions labelled in {time.perf_counter() - started:.0f} s", flush=True)
+    return args, questions, items
+
+
+def figures_line(name: str, figures: dict, width: int = 30) -> str:
+    """One method's cross-validated Recall@10 and MAP@10, mean (sd)."""
+    r, m = figures["recall@10"], figures["map@10"]
+    return f"{name:{width}} R@10 {r['mean']:.4f} ({r['sd']:.4f})  MAP@10 {m['mean']:.4f} ({m['sd']:.4f})"
