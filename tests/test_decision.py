@@ -186,3 +186,25 @@ def test_headings_are_never_quoted_as_an_answer(fake_embedder):
     assert quote == "A banking organization must maintain a capital conservation buffer above its minimum ratios. [1]"
     only_headings = [{"n": 1, "section": "", "text": "217.11 Capital conservation buffer and GSIB surcharge."}]
     assert quote_passages("What is the countercyclical capital buffer?", "", only_headings) == ""
+
+
+def test_the_sentence_and_document_signals_tell_a_stating_passage_from_a_near_miss(db):
+    """Real embedder. Both passage sets share the question's subject; only the first has a sentence
+    that states the answer, so it scores higher on every sentence signal."""
+    question = "Within how many days must a firm notify the regulator of a breach?"
+    stating = {"n": 1, "document_id": 1, "section": "Notifications", "score": 0.6, "text": (
+        "This chapter applies to every authorised firm. A firm must notify the regulator of a breach within "
+        "10 business days of becoming aware of it. Records of the notification are kept for six years.")}  # fmt: skip
+    near = {"n": 1, "document_id": 2, "section": "Breaches", "score": 0.6, "text": (
+        "The regulator publishes guidance on breaches each year. Firms are encouraged to maintain "
+        "compliance monitoring programmes that are proportionate to their size.")}  # fmt: skip
+    other = {"n": 2, "document_id": 1, "section": "Fees", "score": 0.3,
+             "text": "An annual fee is payable by every authorised firm on the first day of the year."}  # fmt: skip
+    answered = decision_model.signals(question, [stating, other | {"document_id": 1}])
+    missed = decision_model.signals(question, [near, other])
+    for name in ("best_sentence", "mean_sentence_top3", "sentence_term_share", "sentence_match"):
+        assert answered[name] > missed[name], name
+    assert answered["same_document"] == 1.0 and missed["same_document"] == 0.5
+    headings_only = {"n": 1, "document_id": 3, "text": "Chapter 4 Notifications of breaches."}
+    nothing = decision_model.signals(question, [headings_only])
+    assert nothing["best_sentence"] == nothing["sentence_term_share"] == 0.0  # a heading is not a sentence that states

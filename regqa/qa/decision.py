@@ -13,7 +13,6 @@ from typing import Any
 from django.conf import settings
 
 from regqa.documents import embed
-from regqa.documents.chunking import is_heading
 
 from . import decision_model
 from . import quality as quality_check
@@ -21,8 +20,7 @@ from .citations import cited_numbers, strip_citations
 from .decision_model import DecisionModel
 from .llm import model_name
 from .models import Answer
-from .prompts import INJECTION
-from .verify import content_terms, passage_spans, verify_answer
+from .verify import content_terms, verify_answer
 
 # An answer that says the passages lack the answer.
 REFUSAL = re.compile(
@@ -32,7 +30,6 @@ REFUSAL = re.compile(
 )
 NOT_COVERED_MESSAGE = "The documents in the library do not cover this question, so RegQA will not guess an answer."
 QUOTE_MIN_SIMILARITY = 0.4  # a second quoted sentence must be at least this close
-QUOTE_CANDIDATES = 12  # sentences compared by meaning, chosen by the words they share with the question
 
 # P(yes) thresholds measured on the FinTextQA tune half (bench/answerability.py, docs/benchmarks.md):
 # (when retrieval strength is 5 of 5, when it is lower). Lower ones (bench/answer_thresholds.py) only
@@ -41,10 +38,6 @@ QUOTE_CANDIDATES = 12  # sentences compared by meaning, chosen by the words they
 ANSWERABLE_THRESHOLDS = {"qwen2.5-coder-1.5b-instruct-q4_k_m.gguf": (0.5, 0.6)}
 
 Passage = dict[str, Any]
-
-
-def _clean(text: str) -> str:
-    return " ".join(text.split())
 
 
 def answerable_threshold(passages: list[Passage]) -> float:
@@ -67,22 +60,12 @@ def quote_passages(question: str, draft: str, passages: list[Passage], limit: in
     never quoted."""
     cited = set(cited_numbers(draft)) & {p["n"] for p in passages}
     pool = [p for p in passages if p["n"] in cited] or passages
-    candidates = []
-    for p in pool:
-        for a, b in passage_spans(p["text"]):
-            sentence = _clean(p["text"][a:b])
-            if is_heading(sentence.rstrip(".:;")):
-                continue  # a heading names a subject, it states nothing: never quoted as an answer
-            if 4 <= len(sentence.split()) <= 80 and not INJECTION.search(sentence):
-                candidates.append((p["n"], sentence if sentence[-1] in ".:;!?" else f"{sentence}."))
+    candidates = decision_model.quotable(pool)
     if not candidates:
         return ""
-    if len(candidates) > QUOTE_CANDIDATES:  # embed only the sentences sharing most words with the question
-        terms = content_terms(f"{question} {strip_citations(draft)}")
-        overlap = [len(terms & content_terms(sentence)) for _, sentence in candidates]
-        keep = sorted(range(len(candidates)), key=lambda i: -overlap[i])[:QUOTE_CANDIDATES]
-        candidates = [candidates[i] for i in sorted(keep)]
-    vectors = embed.embed_sentences([f"{question} {strip_citations(draft)}"] + [c[1] for c in candidates])
+    asked = f"{question} {strip_citations(draft)}".strip()  # with no draft: the question, as the decision embeds it
+    candidates = decision_model.most_overlapping(candidates, content_terms(asked))
+    vectors = embed.embed_sentences([asked] + [c[1] for c in candidates])
     similarity = vectors[1:] @ vectors[0]
     best = sorted(range(len(candidates)), key=lambda i: -similarity[i])
     chosen = [best[0]] + [i for i in best[1:limit] if similarity[i] >= QUOTE_MIN_SIMILARITY]

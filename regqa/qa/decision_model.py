@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from regqa.documents import lexical
+from regqa.documents import embed, lexical
+from regqa.documents.chunking import is_heading
 
 from .bundle import active_ranker
-from .verify import content_terms, figures, is_yes_no
+from .prompts import INJECTION
+from .verify import content_terms, figures, is_yes_no, passage_spans
 
 SIGNALS = [
     "best_dense",  # cosine similarity of the best passage
@@ -50,6 +52,14 @@ SIGNALS = [
     "definition",  # "what is", "what does ... mean", "define"
     "list",  # "which", "what are", "list"
     "comparison",  # "compare", "difference", "versus"
+    # The passages' sentences (those RegQA could quote, `quotable`), each against the question: a
+    # passage that states an answer usually has one sentence that says it.
+    "best_sentence",  # cosine similarity of the sentence closest in meaning to the question
+    "sentence_margin",  # best minus second best
+    "mean_sentence_top3",
+    "sentence_term_share",  # the largest share of the question's content words in one sentence
+    "sentence_match",  # the largest similarity x word share of one sentence
+    "same_document",  # share of the passages read that come from the first passage's document
 ]
 # With a retrieval bundle active, its reranker's scores too (a bundle's decision model is trained on
 # them, out of fold: training.cross_validate); a model without a bundle never reads them.
@@ -93,6 +103,18 @@ PHRASES = {
     "definition": ("it asks for a definition", "it does not ask for a definition"),
     "list": ("it asks for a list", "it does not ask for a list"),
     "comparison": ("it asks for a comparison", "it does not ask for a comparison"),
+    "best_sentence": ("one sentence matches the question closely", "no sentence matches the question closely"),
+    "sentence_margin": ("one sentence stands out", "no sentence stands out from the others"),
+    "mean_sentence_top3": ("several sentences match the question", "few sentences match the question"),
+    "sentence_term_share": (
+        "one sentence holds most of the question's words",
+        "no sentence holds most of the question's words",
+    ),
+    "sentence_match": (
+        "one sentence matches the question in meaning and words",
+        "no sentence matches the question in both meaning and words",
+    ),
+    "same_document": ("the passages come from one document", "the passages are spread over several documents"),
     "best_rerank": ("the learned ranking rates the best passage highly", "the learned ranking rates no passage highly"),
     "rerank_margin": ("the learned ranking puts one passage ahead", "the learned ranking sees no clear best passage"),
     "mean_rerank_top3": (
@@ -120,6 +142,7 @@ def signals(question: str, passages: list[dict[str, Any]]) -> dict[str, float]:
     text = " ".join(f"{p.get('section') or ''} {p['text']}" for p in sent)
     asked_rules = set(lexical.rule_tokens(question))
     bm25 = _bm25(question, sent)
+    first_document = sent[0].get("document_id") if sent else None
     values = {
         "best_dense": dense[0],
         "dense_margin": dense[0] - dense[1],
@@ -135,7 +158,8 @@ def signals(question: str, passages: list[dict[str, Any]]) -> dict[str, float]:
         "definition": float(bool(DEFINITION.search(question))),
         "list": float(bool(LIST.search(question))),
         "comparison": float(bool(COMPARISON.search(question))),
-    }
+        "same_document": sum(p.get("document_id") == first_document for p in sent) / max(len(sent), 1),
+    } | _sentence_signals(question, terms, sent)
     reranked = [float(p["rerank"]) for p in sent if p.get("rerank") is not None]
     if reranked and len(reranked) == len(sent):
         rr = sorted(reranked, reverse=True)
@@ -145,6 +169,58 @@ def signals(question: str, passages: list[dict[str, Any]]) -> dict[str, float]:
             "mean_rerank_top3": float(np.mean(rr[:3])),
         }
     return values
+
+
+def quotable(passages: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """(passage number, sentence) for the sentences of the passages that RegQA may quote: 4 to 80
+    words, no heading (it names a subject, states nothing), no instruction to an AI model; spacing
+    normalised, each ending with a stop. The decision's sentence signals and the quotes read them."""
+    out = []
+    for p in passages:
+        for a, b in passage_spans(p["text"]):
+            sentence = " ".join(p["text"][a:b].split())
+            if is_heading(sentence.rstrip(".:;")):
+                continue
+            if 4 <= len(sentence.split()) <= 80 and not INJECTION.search(sentence):
+                out.append((p.get("n", 0), sentence if sentence[-1] in ".:;!?" else f"{sentence}."))
+    return out
+
+
+SENTENCES_COMPARED = 12  # sentences embedded per question: those sharing most words with it
+
+
+def most_overlapping(candidates: list[tuple[int, str]], terms: set[str]) -> list[tuple[int, str]]:
+    """The SENTENCES_COMPARED candidates sharing most content words with `terms`, in passage order:
+    the only ones compared by meaning (embedding every sentence of three long passages takes about
+    0.4 s on 2 cores; these about 0.1 s)."""
+    if len(candidates) <= SENTENCES_COMPARED:
+        return candidates
+    overlap = [len(terms & content_terms(sentence)) for _, sentence in candidates]
+    keep = sorted(range(len(candidates)), key=lambda i: -overlap[i])[:SENTENCES_COMPARED]
+    return [candidates[i] for i in sorted(keep)]
+
+
+def _sentence_signals(question: str, terms: set[str], passages: list[dict[str, Any]]) -> dict[str, float]:
+    """How closely the passages' best sentences match the question, in meaning and in words. The
+    same sentences and query text as the instant quote's (decision.quote_passages with no draft), so
+    the quote finds their vectors cached."""
+    sentences = [sentence for _, sentence in most_overlapping(quotable(passages), terms)]
+    if not sentences:
+        return dict.fromkeys(("best_sentence", "sentence_margin", "mean_sentence_top3"), 0.0) | {
+            "sentence_term_share": 0.0,
+            "sentence_match": 0.0,
+        }
+    vectors = embed.embed_sentences([question, *sentences])
+    similarity = (vectors[1:] @ vectors[0]).tolist()
+    shares = [len(terms & content_terms(s)) / len(terms) if terms else 0.0 for s in sentences]
+    top = sorted(similarity, reverse=True) + [0.0, 0.0]
+    return {
+        "best_sentence": top[0],
+        "sentence_margin": top[0] - top[1],
+        "mean_sentence_top3": float(np.mean(top[:3])),
+        "sentence_term_share": max(shares),
+        "sentence_match": max(a * b for a, b in zip(similarity, shares, strict=True)),
+    }
 
 
 def _bm25(question: str, passages: list[dict[str, Any]]) -> list[float]:

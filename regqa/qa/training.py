@@ -331,8 +331,9 @@ def read_passages(
         text, section = texts[int(lib.ids[p])]
         if any(same_text(lib.vectors[q], lib.vectors[p], other["text"], text) for q, other in kept):
             continue
-        passage = {"chunk_id": int(lib.ids[p]), "text": text, "section": section, "sent_to_model": True,
-                   "score": float(lib.vectors[p] @ query), "rerank": float(scores[i])}  # fmt: skip
+        passage = {"chunk_id": int(lib.ids[p]), "document_id": int(lib.document_ids[p]), "text": text,
+                   "section": section, "sent_to_model": True, "score": float(lib.vectors[p] @ query),
+                   "rerank": float(scores[i])}  # fmt: skip
         kept.append((p, passage))
         if len(kept) == settings.CONTEXT_PASSAGES:
             break
