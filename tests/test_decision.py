@@ -78,6 +78,17 @@ def test_the_model_round_trips_through_its_file_and_explains_a_decision(settings
     assert loaded.drivers(weak)[0] == "no passage matches the question closely"
 
 
+def test_a_model_trained_on_fewer_signals_keeps_deciding_on_them(db):
+    """A model file from before the sentence signals reads only the signals it lists."""
+    older = [n for n in SIGNALS if n not in ("best_sentence", "sentence_match", "same_document")]
+    rows, labels, groups = synthetic(300, 6)
+    decision_model.save(decision_model.train(rows, labels, groups, names=older))
+    loaded = decision_model.active()
+    assert loaded is not None and list(loaded.signals) == older and loaded.applies_to(rows[0])
+    today = rows[0] | {"best_sentence": 99.0, "sentence_match": -99.0}  # signals it never saw change nothing
+    assert loaded.probability(today) == loaded.probability(rows[0])
+
+
 def install(model_fields: dict) -> DecisionModel:
     """A decision model with a constant probability (all weight on the intercept)."""
     model = DecisionModel(
