@@ -7,7 +7,8 @@ The examples are those of `train_decision` (each question as asked and with its 
 withheld, plus the probe; no model runs). For the signals before the sentence signals were added
 and for today's, it prints the ROC AUC cross-validated by question on these examples.
 --save-models trains both on all the examples and writes OUT_DIR/before.json and after.json;
---models applies models saved so (trained on another corpus) to these examples: transfer.
+--models applies models saved so (trained on another corpus) to these examples: transfer, and how
+many of the questions as asked each declines before the model runs.
 """
 
 from __future__ import annotations
@@ -59,9 +60,13 @@ def main() -> None:
             trained = decision_model.DecisionModel.from_json(json.loads((args.models / f"{name}.json").read_text()))
             p = np.array([trained.probability(r) for r in rows])
             declined = p < trained.threshold
+            asked = np.array([e.source == "answerable" for e in examples])
             line += (
                 f" | trained elsewhere: ROC AUC {decision_model.roc_auc(y, p):.4f}; at its threshold false refusals "
-                f"{declined[y == 1].mean():.1%}, correct refusals {declined[y == 0].mean():.1%}"
+                f"{declined[y == 1].mean():.1%}, correct refusals {declined[y == 0].mean():.1%}; questions as asked "
+                f"declined before the model runs: {declined[asked & (y == 1)].sum()} of {(asked & (y == 1)).sum()} "
+                f"whose passages hold a gold item, {declined[asked & (y == 0)].sum()} of {(asked & (y == 0)).sum()} "
+                f"whose passages do not"
             )
         print(line, flush=True)
         if args.save_models:
