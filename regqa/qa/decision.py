@@ -89,9 +89,11 @@ def learned_probability(question: str, passages: list[Passage]) -> tuple[Decisio
     model = decision_model.active()
     if model is None or not passages:
         return None
-    values = decision_model.signals(question, passages)
+    values = decision_model.signals(question, passages, sentences=model.reads_sentences())
     if not model.applies_to(values):  # a bundle's model, on passages its reranker did not rank
         model = decision_model.trained()
+        if model is not None and model.reads_sentences() and not set(decision_model.SENTENCE_SIGNALS) <= set(values):
+            values = decision_model.signals(question, passages)
         if model is None or not model.applies_to(values):
             return None
     return model, model.probability(values), values

@@ -52,15 +52,19 @@ SIGNALS = [
     "definition",  # "what is", "what does ... mean", "define"
     "list",  # "which", "what are", "list"
     "comparison",  # "compare", "difference", "versus"
-    # The passages' sentences (those RegQA could quote, `quotable`), each against the question: a
-    # passage that states an answer usually has one sentence that says it.
+    "same_document",  # share of the passages read that come from the first passage's document
+]
+# The passages' sentences (those RegQA could quote, `quotable`), each against the question: a passage
+# that states an answer usually has one sentence that says it. They cost an embedding (about 0.3 s
+# on 2 cores), computed only for a model that reads them (one trained before them does not).
+SENTENCE_SIGNALS = [
     "best_sentence",  # cosine similarity of the sentence closest in meaning to the question
     "sentence_margin",  # best minus second best
     "mean_sentence_top3",
     "sentence_term_share",  # the largest share of the question's content words in one sentence
     "sentence_match",  # the largest similarity x word share of one sentence
-    "same_document",  # share of the passages read that come from the first passage's document
 ]
+SIGNALS += SENTENCE_SIGNALS
 # With a retrieval bundle active, its reranker's scores too (a bundle's decision model is trained on
 # them, out of fold: training.cross_validate); a model without a bundle never reads them.
 RERANK_SIGNALS = [
@@ -128,10 +132,11 @@ class DecisionError(ValueError):
     """Training input the decision cannot be learned from; the message says why."""
 
 
-def signals(question: str, passages: list[dict[str, Any]]) -> dict[str, float]:
+def signals(question: str, passages: list[dict[str, Any]], sentences: bool = True) -> dict[str, float]:
     """The decision's signals for a question and the passages the model would read (dicts with
     text, section, score: the dense similarity; and rerank, the learned ranker's score, when a
-    retrieval bundle ranked them: then RERANK_SIGNALS too). Plain values, JSON-ready."""
+    retrieval bundle ranked them: then RERANK_SIGNALS too); SENTENCE_SIGNALS unless `sentences` is
+    false. Plain values, JSON-ready."""
     sent = [p for p in passages if p.get("sent_to_model", True)] or passages
     dense = sorted((float(p.get("score") or 0.0) for p in sent), reverse=True) + [0.0, 0.0]
     terms = content_terms(question)
@@ -159,7 +164,7 @@ def signals(question: str, passages: list[dict[str, Any]]) -> dict[str, float]:
         "list": float(bool(LIST.search(question))),
         "comparison": float(bool(COMPARISON.search(question))),
         "same_document": sum(p.get("document_id") == first_document for p in sent) / max(len(sent), 1),
-    } | _sentence_signals(question, terms, sent)
+    } | (_sentence_signals(question, terms, sent) if sentences else {})
     reranked = [float(p["rerank"]) for p in sent if p.get("rerank") is not None]
     if reranked and len(reranked) == len(sent):
         rr = sorted(reranked, reverse=True)
@@ -206,10 +211,7 @@ def _sentence_signals(question: str, terms: set[str], passages: list[dict[str, A
     the quote finds their vectors cached."""
     sentences = [sentence for _, sentence in most_overlapping(quotable(passages), terms)]
     if not sentences:
-        return dict.fromkeys(("best_sentence", "sentence_margin", "mean_sentence_top3"), 0.0) | {
-            "sentence_term_share": 0.0,
-            "sentence_match": 0.0,
-        }
+        return dict.fromkeys(SENTENCE_SIGNALS, 0.0)
     vectors = embed.embed_sentences([question, *sentences])
     similarity = (vectors[1:] @ vectors[0]).tolist()
     shares = [len(terms & content_terms(s)) / len(terms) if terms else 0.0 for s in sentences]
@@ -243,6 +245,9 @@ class DecisionModel:
     figures: dict[str, Any]
     signals: tuple[str, ...] = tuple(SIGNALS)
     source: str = ""  # where it came from, for the explanation: "" (train_decision) or the bundle's label
+
+    def reads_sentences(self) -> bool:
+        return any(name in SENTENCE_SIGNALS for name in self.signals)
 
     def applies_to(self, values: dict[str, float]) -> bool:
         """Whether every signal it reads is known (a bundle's model needs the bundle's reranker scores)."""
