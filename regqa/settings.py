@@ -190,6 +190,11 @@ CONTEXT_WORDS = env_int("REGQA_CONTEXT_WORDS", 300, minimum=0)
 # Retrieval: "hybrid" (dense + BM25, fused by rank), "dense" or "bm25".
 RETRIEVAL_MODE = env_choice("REGQA_RETRIEVAL_MODE", "hybrid", ("hybrid", "dense", "bm25"))
 RETRIEVAL_CANDIDATES = env_int("REGQA_RETRIEVAL_CANDIDATES", 50, minimum=1)
+# Each passage is also embedded in windows of this many words (0: not); with no retrieval bundle
+# active, the best candidates are reordered by their best window's similarity to the question,
+# fused by rank with the order found (docs/benchmarks.md, "Passage windows"). After changing it:
+# `manage.py index windows --all`.
+WINDOW_WORDS = env_int("REGQA_WINDOW_WORDS", 60, minimum=0)
 # Chosen on the tune halves of ObliQA and FinTextQA dev (docs/benchmarks.md): BM25 leads, dense helps.
 FUSION_DENSE_WEIGHT = env_float("REGQA_FUSION_DENSE_WEIGHT", 0.2)
 FUSION_LEXICAL_WEIGHT = env_float("REGQA_FUSION_LEXICAL_WEIGHT", 1.0)

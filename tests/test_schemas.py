@@ -123,6 +123,7 @@ def test_rechunk_cuts_documents_again_keeps_old_passages_for_old_answers(fake_em
     new = list(Chunk.live.filter(document=document))
     assert len(new) > len(old_ids) and document.chunk_count == len(new)
     assert all(len(c.text.split()) <= 60 for c in new)
+    assert all(c.windows for c in new)  # the new passages are embedded in windows too
     assert index.get_index().ids() == {c.pk for c in new}  # the index agrees with the live passages
     call_command("index", "check")
     assert {p.chunk_id for p in retrieve("conditions for membership of a state bank", k=10)} <= {c.pk for c in new}

@@ -154,6 +154,16 @@ def chunk_pages(pages: list[PageText], words: int | None = None, overlap: int | 
     return drafts
 
 
+def windows(text: str, words: int) -> list[str]:
+    """The passage cut into consecutive pieces of `words` words (the last shorter), each embedded
+    on its own: a passage whose one paragraph answers a question is found by that paragraph, not
+    by the average of all of them. `words` 0: none."""
+    tokens = text.split()
+    if not words or not tokens:
+        return []
+    return [" ".join(tokens[i : i + words]) for i in range(0, len(tokens), words)]
+
+
 def embedding_text(section: str, text: str, title: str = "") -> str:
     """What gets embedded: the document title and heading give a passage the context its words
     lack ("Regulation O", "§ 215.2 Definitions")."""

@@ -16,6 +16,8 @@ from functools import cache
 import numpy as np
 from django.conf import settings
 
+from .chunking import embedding_text, windows
+
 DIMENSIONS = 384
 
 
@@ -133,3 +135,41 @@ def embed_texts(texts: list[str], progress: Callable[[int], None] | None = None)
     vectors = np.empty((len(texts), DIMENSIONS), dtype="float32")
     vectors[order] = np.vstack(parts)
     return vectors
+
+
+def embed_chunks(
+    chunks: list[tuple[str, str, str]], progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, list[bytes]]:
+    """(title, section, text) of passages -> their vectors (the title and section as context:
+    chunking.embedding_text) and their windows' vectors (embed_windows), in one pass, so batches
+    mix both; progress(passages done)."""
+    texts = [embedding_text(section, text, title) for title, section, text in chunks]
+    pieces = [windows(text, settings.WINDOW_WORDS) for _, _, text in chunks]
+    total = len(texts) + sum(len(piece) for piece in pieces)
+
+    def passages_done(done: int) -> None:
+        if progress:
+            progress(done * len(texts) // total)
+
+    vectors = embed_texts(texts + [w for piece in pieces for w in piece], passages_done)
+    return vectors[: len(texts)], _packed(vectors[len(texts) :], pieces)
+
+
+def embed_windows(texts: list[str]) -> list[bytes]:
+    """The vectors of each passage text's windows (chunking.windows of REGQA_WINDOW_WORDS words),
+    as float16 bytes, one entry per text (window_vectors reads them back)."""
+    pieces = [windows(text, settings.WINDOW_WORDS) for text in texts]
+    return _packed(embed_texts([w for piece in pieces for w in piece]), pieces)
+
+
+def _packed(vectors: np.ndarray, pieces: list[list[str]]) -> list[bytes]:
+    out, start = [], 0
+    for piece in pieces:
+        out.append(vectors[start : start + len(piece)].astype("float16").tobytes())
+        start += len(piece)
+    return out
+
+
+def window_vectors(blob: bytes) -> np.ndarray:
+    """A passage's window vectors as stored by embed_chunks (no rows: none stored)."""
+    return np.frombuffer(blob, dtype="float16").reshape(-1, DIMENSIONS).astype("float32")

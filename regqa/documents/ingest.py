@@ -27,8 +27,8 @@ from regqa.audit.models import EventKind
 
 from . import extract, index
 from .checks import IngestError, looks_like_pdf
-from .chunking import ChunkDraft, PageText, chunk_pages, embedding_text, first_heading
-from .embed import embed_texts
+from .chunking import ChunkDraft, PageText, chunk_pages, first_heading
+from .embed import embed_chunks
 from .models import Chunk, Document, Page
 
 log = logging.getLogger("regqa.ingest")
@@ -215,10 +215,10 @@ def ingest_document(document_id: int) -> Document:
             share = 10 + int(85 * done / max(len(drafts), 1))
             _set_progress(document_id, share, f"Parsed {len(pages)} pages; embedded {done} of {len(drafts)} passages")
 
-        vectors = embed_texts([embedding_text(d.section, d.text, document.title) for d in drafts], embedded)
+        vectors, windows = embed_chunks([(document.title, d.section, d.text) for d in drafts], embedded)
         lap("embed")
         _set_progress(document_id, 96, f"Indexing {len(drafts)} passages")
-        store_chunks(document, drafts, vectors, pages, note=" ".join(notes))
+        store_chunks(document, drafts, vectors, pages, note=" ".join(notes), windows=windows)
         lap("index")
         Document.objects.filter(pk=document_id).update(timings=timings)
     except IngestError as exc:
@@ -293,6 +293,7 @@ def store_chunks(
     vectors: np.ndarray,
     pages: list[PageText] | None = None,
     note: str = "",
+    windows: list[bytes] | None = None,
 ) -> int:
     """Replace a document's pages and chunks in one transaction and mark it ready; the index is
     written once that transaction has committed (IndexChanges), so a failure part-way leaves the
@@ -302,7 +303,7 @@ def store_chunks(
     with transaction.atomic():
         _remove_chunks(document, changes)
         Page.objects.bulk_create(Page(document=document, number=p.number, text=p.text) for p in pages)
-        chunks = _add_chunks(document, drafts, vectors, changes)
+        chunks = _add_chunks(document, drafts, vectors, changes, windows)
         if document.supersedes is not None:
             old = document.supersedes
             supersede(old, changes)
@@ -348,10 +349,14 @@ class IndexChanges:
 
 
 def _add_chunks(
-    document: Document, drafts: list[ChunkDraft], vectors: np.ndarray, changes: IndexChanges
+    document: Document,
+    drafts: list[ChunkDraft],
+    vectors: np.ndarray,
+    changes: IndexChanges,
+    windows: list[bytes] | None = None,
 ) -> list[Chunk]:
-    """Store a document's new passages (inside the caller's transaction); `changes` adds them to
-    the index after it."""
+    """Store a document's new passages (inside the caller's transaction) with their vectors and
+    their windows' (embed.embed_chunks); `changes` adds them to the index after it."""
     chunks = Chunk.objects.bulk_create(
         Chunk(
             document=document,
@@ -362,6 +367,7 @@ def _add_chunks(
             page_end=d.page_end,
             external_id=d.external_id,
             embedding=vectors[i].tobytes(),
+            windows=windows[i] if windows else b"",
         )
         for i, d in enumerate(drafts)
     )
@@ -416,12 +422,12 @@ def rechunk_document(document: Document, words: int | None = None, overlap: int 
     same = [(c.text, c.section, c.page_start, c.page_end) for c in old]
     if same == [(d.text, d.section, d.page_start, d.page_end) for d in drafts]:
         return 0, 0
-    vectors = embed_texts([embedding_text(d.section, d.text, document.title) for d in drafts])
+    vectors, windows = embed_chunks([(document.title, d.section, d.text) for d in drafts])
     changes = IndexChanges()
     with transaction.atomic():
         Chunk.objects.filter(pk__in=[c.pk for c in old]).update(retired_at=timezone.now())
         changes.removed += [c.pk for c in old]
-        chunks = _add_chunks(document, drafts, vectors, changes)
+        chunks = _add_chunks(document, drafts, vectors, changes, windows)
         Document.objects.filter(pk=document.pk).update(chunk_count=len(chunks))
         document.chunk_count = len(chunks)
         audit_log.record_document(EventKind.DOCUMENT_RECHUNKED, document, actor="manage.py index rechunk")

@@ -139,6 +139,9 @@ class Chunk(models.Model):
     page_end = models.PositiveIntegerField(null=True, blank=True)
     external_id = models.CharField(max_length=200, blank=True, db_index=True)
     embedding = models.BinaryField(help_text="float32 vector, so the index can be rebuilt without re-encoding.")
+    windows = models.BinaryField(
+        default=b"", blank=True, help_text="float16 vectors of the passage's windows (embed.embed_chunks); empty: none."
+    )
     # Set when `index rechunk` replaced the passage with new ones: it leaves the index and search,
     # but stays, so answers that cited it still open exactly what they cited.
     retired_at = models.DateTimeField(null=True, blank=True)

@@ -21,8 +21,8 @@ from regqa.audit.log import record_document
 from regqa.audit.models import EventKind
 
 from .checks import IngestError
-from .chunking import ChunkDraft, embedding_text
-from .embed import embed_texts
+from .chunking import ChunkDraft
+from .embed import embed_chunks
 from .ingest import store_chunks
 from .models import Document
 
@@ -114,9 +114,9 @@ def import_group(
 
     try:
         chunked = time.perf_counter()
-        vectors = embed_texts([embedding_text(d.section, d.text, title) for d in drafts], embedded)
+        vectors, windows = embed_chunks([(title, d.section, d.text) for d in drafts], embedded)
         embedded_at = time.perf_counter()
-        store_chunks(document, drafts, vectors)
+        store_chunks(document, drafts, vectors, windows=windows)
         timings = {
             "chunk": round(chunked - started, 3),
             "embed": round(embedded_at - chunked, 3),

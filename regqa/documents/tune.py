@@ -19,7 +19,7 @@ from django.conf import settings
 
 from . import embed
 from .chunking import embedding_text
-from .embed import embed_texts
+from .embed import embed_chunks, embed_windows
 from .index import rebuild_from_database
 from .models import Chunk, Document
 
@@ -110,11 +110,30 @@ def fine_tune(
 
 
 def reembed_library(progress: Callable[[int], None] | None = None) -> int:
-    """Re-encode every stored passage with the configured embedding model and rebuild the index
-    (after changing REGQA_EMBEDDING_MODEL: stored embeddings of another model do not compare)."""
+    """Re-encode every stored passage and its windows with the configured embedding model and
+    rebuild the index (after changing REGQA_EMBEDDING_MODEL: stored embeddings of another model do
+    not compare)."""
     rows = list(Chunk.live.select_related("document").only("pk", "section", "text", "document__title"))
-    vectors = embed_texts([embedding_text(c.section, c.text, c.document.title) for c in rows], progress)
-    for chunk, vector in zip(rows, vectors, strict=True):
+    vectors, windows = embed_chunks([(c.document.title, c.section, c.text) for c in rows], progress)
+    for chunk, vector, window in zip(rows, vectors, windows, strict=True):
         chunk.embedding = vector.tobytes()
-    Chunk.objects.bulk_update(rows, ["embedding"], batch_size=2000)
+        chunk.windows = window
+    Chunk.objects.bulk_update(rows, ["embedding", "windows"], batch_size=2000)
     return rebuild_from_database()
+
+
+def embed_library_windows(every: bool = False, batch: int = 500, progress: Callable[[int], None] | None = None) -> int:
+    """Embed the windows of the live passages that have none stored (`every`: of all of them,
+    after changing REGQA_WINDOW_WORDS), a batch at a time, so a run cut off keeps what it did.
+    Returns the number of passages embedded."""
+    chunks = Chunk.live.all() if every else Chunk.live.filter(windows=b"")
+    ids = list(chunks.order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(ids), batch):
+        rows = list(Chunk.objects.filter(pk__in=ids[start : start + batch]).only("pk", "text"))
+        windows = embed_windows([c.text for c in rows])
+        for chunk, window in zip(rows, windows, strict=True):
+            chunk.windows = window
+        Chunk.objects.bulk_update(rows, ["windows"])
+        if progress:
+            progress(len(rows))
+    return len(ids)

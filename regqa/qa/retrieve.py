@@ -1,4 +1,5 @@
-"""Find the passages that best match a question: dense + BM25, fused by rank.
+"""Find the passages that best match a question: dense + BM25, fused by rank, then reordered by
+the passages' best windows (or by a retrieval bundle's learned ranker).
 
 Dense retrieval (all-MiniLM-L6-v2 + FAISS) finds paraphrases; BM25 finds the exact words of
 regulation (rule numbers, defined terms). Each proposes candidates; weighted reciprocal rank
@@ -19,6 +20,7 @@ from .schemas import Passage
 
 MODES = ("hybrid", "dense", "bm25")
 RRF_K = 60  # the usual constant of reciprocal rank fusion
+WINDOW_POOL = 20  # the best candidates by_windows reorders, whatever k (docs/benchmarks.md, "Passage windows")
 
 
 def fuse(rankings: list[list[int]], weights: list[float]) -> list[int]:
@@ -60,6 +62,8 @@ def retrieve(
     else:
         ranked = first_stage(question, query, mode, n, documents)[: k * 4]
     chunks = Chunk.live.select_related("document").in_bulk(ranked)
+    if learned is None and mode == "hybrid" and settings.WINDOW_WORDS:
+        ranked = by_windows(ranked, chunks, query)
     passages: list[Passage] = []
     kept_vectors: list[np.ndarray] = []
     for chunk_id in ranked:
@@ -96,6 +100,26 @@ def retrieve(
             )
         )
     return passages
+
+
+def by_windows(ranked: list[int], chunks: dict[int, Chunk], query: np.ndarray) -> list[int]:
+    """The best WINDOW_POOL candidates reordered by reciprocal rank fusion of the order found and of
+    each passage's best window's similarity to the question (a passage with one paragraph that
+    answers ranks by that paragraph, not by the average of all of them: docs/benchmarks.md,
+    "Passage windows"). A passage stored without windows takes its own vector's similarity."""
+    pool, rest = ranked[:WINDOW_POOL], ranked[WINDOW_POOL:]
+    best = [window_similarity(chunks.get(chunk_id), query) for chunk_id in pool]
+    by_window = sorted(range(len(pool)), key=lambda i: -best[i])
+    return fuse([pool, [pool[i] for i in by_window]], [1.0, 1.0]) + rest
+
+
+def window_similarity(chunk: Chunk | None, query: np.ndarray) -> float:
+    """The cosine similarity of the passage's window closest to the question (-1: no passage)."""
+    if chunk is None:
+        return -1.0
+    if chunk.windows:
+        return float((embed.window_vectors(bytes(chunk.windows)) @ query).max())
+    return float(np.frombuffer(chunk.embedding, dtype="float32") @ query) if chunk.embedding else -1.0
 
 
 def first_stage(question: str, query: np.ndarray, mode: str, n: int, documents: list[int] | None) -> list[int]:

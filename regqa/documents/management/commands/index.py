@@ -4,7 +4,9 @@ the worker); `index rebuild` rebuilds it from the embeddings stored with each pa
 reembed` re-encodes every passage with the configured embedding model (after changing
 REGQA_EMBEDDING_MODEL) and rebuilds; `index rechunk` cuts every ready document's stored pages into
 passages again with the current REGQA_CHUNK_WORDS / REGQA_CHUNK_OVERLAP (old passages are
-retired, so old answers still open them)."""
+retired, so old answers still open them); `index windows` embeds the windows of the passages
+stored without them (a library from before windows; `--all`: every passage, after changing
+REGQA_WINDOW_WORDS)."""
 
 from __future__ import annotations
 
@@ -17,11 +19,13 @@ class Command(BaseCommand):
     help = (
         "check: report passages missing from / extra in the index. repair: mend those. "
         "rebuild: rebuild it from the database. "
-        "reembed: re-encode every passage. rechunk: cut documents into passages again with the current settings."
+        "reembed: re-encode every passage. rechunk: cut documents into passages again with the current settings. "
+        "windows: embed the windows of passages stored without them (--all: of every passage)."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["check", "repair", "rebuild", "reembed", "rechunk"])
+        parser.add_argument("action", choices=["check", "repair", "rebuild", "reembed", "rechunk", "windows"])
+        parser.add_argument("--all", action="store_true", help="windows: of every live passage, not only those without")
         parser.add_argument("--document", type=int, action="append", help="rechunk only this document id (repeatable)")
 
     def handle(self, *args, action: str, **options):
@@ -34,6 +38,9 @@ class Command(BaseCommand):
 
             count = reembed_library()
             self.stdout.write(f"Re-embedded {count} live passages with {model_path()} and rebuilt the index.")
+            return
+        if action == "windows":
+            self.windows(options["all"])
             return
         if action == "repair":
             added, removed = repair()
@@ -51,6 +58,23 @@ class Command(BaseCommand):
                 "Run `manage.py index rebuild`."
             )
         self.stdout.write("Index and database agree.")
+
+    def windows(self, every: bool) -> None:
+        from django.conf import settings
+
+        from regqa.documents.tune import embed_library_windows
+
+        if not settings.WINDOW_WORDS:
+            raise CommandError("REGQA_WINDOW_WORDS is 0: passages are not embedded in windows.")
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            self.stdout.write(f"  {done} passages", ending="\r")
+
+        count = embed_library_windows(every, progress=progress)
+        self.stdout.write(f"Embedded the windows of {count} passage(s), {settings.WINDOW_WORDS} words each.")
 
     def rechunk(self, only: list[int] | None) -> None:
         from django.conf import settings

@@ -1,0 +1,131 @@
+"""Passage windows: each passage is also embedded in windows of REGQA_WINDOW_WORDS words, and the
+untrained ranking reorders its best candidates by their best window (retrieve.by_windows)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from regqa.documents import embed
+from regqa.documents.chunking import windows
+from regqa.documents.ingest import ingest_document
+from regqa.documents.models import Chunk, Document
+from regqa.qa import retrieve as retrieve_module
+from regqa.qa.retrieve import by_windows, retrieve, window_similarity
+
+from .conftest import make_pdf
+from .fakes import hashed_embedding
+
+
+def test_a_passage_is_cut_into_consecutive_windows_the_last_shorter():
+    text = " ".join(f"w{i}" for i in range(130))
+    pieces = windows(text, 60)
+    assert [len(p.split()) for p in pieces] == [60, 60, 10]
+    assert " ".join(pieces) == text  # nothing lost, nothing repeated
+    assert windows("a short passage", 60) == ["a short passage"]
+    assert windows(text, 0) == [] and windows("   ", 60) == []
+
+
+def unit(*weights: float) -> np.ndarray:
+    """A vector whose cosine with the query (the first axis) is weights[0]."""
+    vector = np.zeros(embed.DIMENSIONS, dtype="float32")
+    vector[: len(weights)] = weights
+    return vector / np.linalg.norm(vector)
+
+
+def chunk(pk: int, vector: np.ndarray, window_rows: list[np.ndarray] | None) -> Chunk:
+    rows = np.array(window_rows or [], dtype="float16").tobytes()
+    return Chunk(pk=pk, text="", embedding=vector.tobytes(), windows=rows)
+
+
+def test_a_candidate_whose_one_window_matches_the_question_moves_up():
+    query = unit(1.0)
+    chunks = {
+        1: chunk(1, unit(0.5, 0.5), [unit(0.2, 1.0)]),  # first as found; no window close
+        2: chunk(2, unit(0.4, 0.6), [unit(0.1, 1.0), unit(1.0, 0.1)]),  # its second window states it
+        3: chunk(3, unit(0.3, 0.7), [unit(0.3, 1.0)]),
+    }
+    assert by_windows([1, 2, 3], chunks, query) == [2, 1, 3]
+    # without the windows the order found stands
+    plain = {pk: chunk(pk, np.frombuffer(c.embedding, dtype="float32"), None) for pk, c in chunks.items()}
+    assert by_windows([1, 2, 3], plain, query) == [1, 2, 3]
+
+
+def test_only_the_best_candidates_are_reordered(monkeypatch):
+    query = unit(1.0)
+    chunks = {
+        1: chunk(1, unit(0.5, 0.5), [unit(0.2, 1.0)]),
+        2: chunk(2, unit(0.4, 0.6), [unit(0.1, 1.0)]),
+        3: chunk(3, unit(0.3, 0.7), [unit(1.0, 0.0)]),  # the best window, but below the pool
+    }
+    monkeypatch.setattr(retrieve_module, "WINDOW_POOL", 2)
+    assert by_windows([1, 2, 3], chunks, query) == [1, 2, 3]
+    monkeypatch.setattr(retrieve_module, "WINDOW_POOL", 3)
+    assert by_windows([1, 2, 3], chunks, query) == [1, 3, 2]
+
+
+def test_a_passage_stored_without_windows_is_compared_by_its_own_vector():
+    query = unit(1.0)
+    assert window_similarity(chunk(1, unit(0.8, 0.2), None), query) == pytest.approx(0.97, abs=0.01)
+    assert window_similarity(chunk(2, unit(0.2, 0.8), [unit(1.0)]), query) == pytest.approx(1.0, abs=0.01)
+    assert window_similarity(None, query) == -1.0  # a chunk deleted a moment ago sorts last
+
+
+LONG_PAGE = "§ 208.3 Application and conditions for membership.\n" + " ".join(
+    f"A state bank applying for membership must meet condition number {n} of the Board." for n in range(30)
+)
+
+
+@pytest.mark.django_db
+def test_ingestion_stores_each_passages_windows_and_index_windows_fills_a_library_without_them(fake_embedder, settings):
+    settings.WINDOW_WORDS = 40
+    document = Document.objects.create(title="Regulation H", sha256="d" * 64)
+    document.file.save("reg-h.pdf", ContentFile(make_pdf([LONG_PAGE])))
+    ingest_document(document.pk)
+    stored = {c.pk: bytes(c.windows) for c in Chunk.live.filter(document=document)}
+    assert stored
+    for c in Chunk.live.filter(document=document):
+        rows = embed.window_vectors(bytes(c.windows))
+        pieces = windows(c.text, 40)
+        assert rows.shape == (len(pieces), embed.DIMENSIONS)
+        assert np.allclose(rows, hashed_embedding(pieces), atol=1e-3)  # float16, in the passage's order
+
+    Chunk.objects.filter(document=document).update(windows=b"")  # a library stored before windows
+    out = io.StringIO()
+    call_command("index", "windows", stdout=out)
+    assert f"windows of {len(stored)} passage(s)" in out.getvalue()
+    assert {c.pk: bytes(c.windows) for c in Chunk.live.filter(document=document)} == stored
+    call_command("index", "windows", stdout=out)  # nothing left to do
+    assert "windows of 0 passage(s)" in out.getvalue()
+
+    settings.WINDOW_WORDS = 20  # changed: --all embeds every passage again at the new size
+    call_command("index", "windows", "--all", stdout=out)
+    first = Chunk.live.filter(document=document).first()
+    assert first is not None
+    assert embed.window_vectors(bytes(first.windows)).shape[0] == len(windows(first.text, 20))
+
+    settings.WINDOW_WORDS = 0
+    with pytest.raises(CommandError, match="REGQA_WINDOW_WORDS is 0"):
+        call_command("index", "windows")
+
+
+@pytest.mark.django_db
+def test_retrieval_reorders_by_windows_only_in_the_untrained_hybrid_ranking(fake_embedder, settings, monkeypatch):
+    document = Document.objects.create(title="Regulation H", sha256="e" * 64)
+    document.file.save("reg-h.pdf", ContentFile(make_pdf([LONG_PAGE])))
+    ingest_document(document.pk)
+    calls = []
+    real = retrieve_module.by_windows
+    monkeypatch.setattr(retrieve_module, "by_windows", lambda *a: calls.append(a) or real(*a))
+    question = "conditions for membership of a state bank"
+    assert retrieve(question)
+    assert len(calls) == 1
+    retrieve(question, mode="bm25")  # the single rankings stay as they are, to compare against
+    settings.WINDOW_WORDS = 0
+    retrieve(question)
+    assert len(calls) == 1
