@@ -13,32 +13,23 @@ The label is whether a gold item is among the passages the model reads.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-from throwaway import setup_django_here
+from throwaway import decision_examples
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=Path, required=True)
-    parser.add_argument("--unanswerable", type=Path)
-    parser.add_argument("--model-file", type=Path)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    setup_django_here()
+    started = time.perf_counter()
+    args, questions, probe, examples = decision_examples(
+        __doc__.splitlines()[0], ("--model-file", {"type": Path}), ("--json", {"type": Path})
+    )
     import numpy as np
 
     from regqa.qa import decision_model, llm
     from regqa.qa.answer import answerability
-    from regqa.qa.evaluate import decision_examples, read_questions
 
-    questions = read_questions(args.questions)
-    probe = read_questions(args.unanswerable) if args.unanswerable else []
-    started = time.perf_counter()
-    examples = decision_examples(questions, probe)
     llm.get_model()
     by_qid = {q.qid: q for q in [*questions, *probe]}
     rows = []

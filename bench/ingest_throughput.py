@@ -5,8 +5,8 @@
 
 PDFs: the app's `ingest_document` (text extraction in a guarded child process, cleaning and
 section-aware chunking, embeddings, database rows, FAISS index) against a plain script doing
-pypdf extraction plus sentence-transformers encode of the same passage texts with the same
-batch size. Passages: `import_passages` against encoding the same texts. Prints pages or
+pypdf extraction plus sentence-transformers encode of the same texts (the passages and their
+windows) with the same batch size. Passages: `import_passages` against encoding the same texts. Prints pages or
 passages per second for both, the app's share of the raw throughput, and the app's split
 between extraction, chunking, embedding and indexing. Uses a throwaway data directory.
 """
@@ -19,6 +19,17 @@ import time
 from pathlib import Path
 
 from throwaway import ROOT, setup_django
+
+
+def embedded_texts(chunks) -> list[str]:
+    """What the app embeds for these passages: each with its title and heading, and its windows."""
+    from django.conf import settings
+
+    from regqa.documents.chunking import embedding_text, windows
+
+    chunks = list(chunks)
+    texts = [embedding_text(c.section, c.text, c.document.title) for c in chunks]
+    return texts + [w for c in chunks for w in windows(c.text, settings.WINDOW_WORDS)]
 
 
 def raw_encode(texts: list[str]) -> float:
@@ -37,13 +48,12 @@ def bench_pdfs(folder: Path) -> None:
     from django.core.files.base import ContentFile
     from pypdf import PdfReader
 
-    from regqa.documents.chunking import embedding_text
     from regqa.documents.ingest import ingest_document
     from regqa.documents.models import Document
 
     pdfs = sorted(folder.glob("*.pdf"))
     # The app, end to end.
-    app_seconds, steps, pages, texts = 0.0, {}, 0, []
+    app_seconds, steps, pages, passages, texts = 0.0, {}, 0, 0, []
     for i, path in enumerate(pdfs):
         document = Document.objects.create(title=path.stem, sha256=f"{i:064d}", original_name=path.name)
         document.file.save(path.name, ContentFile(path.read_bytes()))
@@ -52,10 +62,11 @@ def bench_pdfs(folder: Path) -> None:
         app_seconds += time.perf_counter() - started
         assert document.status == Document.Status.READY, document.status_detail
         pages += document.page_count
+        passages += document.chunk_count
         for step, seconds in document.timings.items():
             steps[step] = steps.get(step, 0.0) + seconds
-        texts += [embedding_text(c.section, c.text, document.title) for c in document.chunks.all()]
-    # The raw steps on the same files: pypdf text, then encode the same passage texts.
+        texts += embedded_texts(document.chunks.select_related("document"))
+    # The raw steps on the same files: pypdf text, then encode the same texts (passages, windows).
     started = time.perf_counter()
     for path in pdfs:
         for page in PdfReader(path).pages:
@@ -65,7 +76,7 @@ def bench_pdfs(folder: Path) -> None:
     raw_seconds = raw_extract + raw_embed
     report(
         "PDFs",
-        f"{len(pdfs)} PDFs, {pages} pages, {len(texts)} passages",
+        f"{len(pdfs)} PDFs, {pages} pages, {passages} passages ({len(texts)} texts with their windows)",
         pages / app_seconds,
         pages / raw_seconds,
         "pages/s",
@@ -75,7 +86,6 @@ def bench_pdfs(folder: Path) -> None:
 
 
 def bench_passages(path: Path, limit: int) -> None:
-    from regqa.documents.chunking import embedding_text
     from regqa.documents.embed import get_model
     from regqa.documents.models import Chunk, Document
     from regqa.documents.passages import import_passages
@@ -92,10 +102,7 @@ def bench_passages(path: Path, limit: int) -> None:
     for document in Document.objects.filter(pk__in=[d.pk for d in documents]):
         for step, seconds in document.timings.items():
             steps[step] = steps.get(step, 0.0) + seconds
-    texts = [
-        embedding_text(c.section, c.text, c.document.title)
-        for c in Chunk.objects.filter(document__in=documents).select_related("document")
-    ]
+    texts = embedded_texts(Chunk.objects.filter(document__in=documents).select_related("document"))
     raw_seconds = raw_encode(texts)
     report(
         "Passages",

@@ -60,6 +60,32 @@ def labelled_questions(description: str, *options: tuple[str, dict], json_out: b
     return args, questions, items
 
 
+def decision_examples(description: str, *options: tuple[str, dict]) -> tuple[Any, list, list, list]:
+    """What a decision bench starts from: --questions Q.jsonl [--unanswerable P.jsonl] plus
+    `options` (name, add_argument keywords) parsed, Django set up on REGQA_DATA_DIR as it is, and
+    train_decision's examples built (each question as asked and with its gold documents withheld,
+    plus the probe). Returns the arguments, the questions, the probe questions and the examples."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--questions", type=Path, required=True)
+    parser.add_argument("--unanswerable", type=Path)
+    for name, keywords in options:
+        parser.add_argument(name, **keywords)
+    args = parser.parse_args()
+    setup_django_here()
+    from regqa.qa import evaluate
+
+    questions = evaluate.read_questions(args.questions)
+    probe = evaluate.read_questions(args.unanswerable) if args.unanswerable else []
+    started = time.perf_counter()
+    examples = evaluate.decision_examples(questions, probe)
+    stated = sum(e.stated for e in examples)
+    print(f"{len(examples)} examples ({stated} stated) in {time.perf_counter() - started:.0f} s", flush=True)
+    return args, questions, probe, examples
+
+
 def figures_line(name: str, figures: dict, width: int = 30) -> str:
     """One method's cross-validated Recall@10 and MAP@10, mean (sd)."""
     r, m = figures["recall@10"], figures["map@10"]

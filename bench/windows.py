@@ -4,6 +4,9 @@ with 0, scored on its gold passages or pages. Nothing is trained, so nothing is 
 the folds (training.folds_of, as train_retrieval's) only give the spread. Run after `index windows`:
 
     REGQA_DATA_DIR=$D python bench/windows.py QUESTIONS.jsonl [--folds 5] [--json out.json]
+
+`--embedding-cost N` first times embedding N of the library's passages as ingestion does, and
+then their windows, one after the other on this CPU (the cost windows add to ingestion).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ def main() -> None:
     parser.add_argument("questions", type=Path)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--embedding-cost", type=int, default=0, metavar="N")
     args = parser.parse_args()
     setup_django_here()
     from django.conf import settings
@@ -37,6 +41,8 @@ def main() -> None:
     without = Chunk.live.filter(windows=b"").count()
     if without:
         raise SystemExit(f"{without} live passages have no windows: run `manage.py index windows` first.")
+    if args.embedding_cost:
+        embedding_cost(args.embedding_cost)
     questions = read_questions(args.questions)
     folds = training.folds_of(questions, args.folds)
     names = file_names()
@@ -74,6 +80,26 @@ def main() -> None:
     settings.WINDOW_WORDS = words
     if args.json:
         args.json.write_text(json.dumps({"questions": len(questions), "results": results}, indent=1))
+
+
+def embedding_cost(n: int) -> None:
+    from django.conf import settings
+
+    from regqa.documents import embed
+    from regqa.documents.chunking import embedding_text, windows
+    from regqa.documents.models import Chunk
+
+    rows = list(Chunk.live.select_related("document").order_by("pk")[:n])
+    passages = [embedding_text(c.section, c.text, c.document.title) for c in rows]
+    pieces = [w for c in rows for w in windows(c.text, settings.WINDOW_WORDS)]
+    embed.embed_texts(passages[:64])  # loads the model before anything is timed
+    times = {}
+    for name, texts in (("passages", passages), ("windows", pieces), ("passages again", passages)):
+        started = time.perf_counter()
+        embed.embed_texts(texts)
+        times[name] = time.perf_counter() - started
+        print(f"embedding {len(texts)} {name}: {times[name]:.1f} s", flush=True)
+    print(f"windows / passages: {times['windows'] / times['passages again']:.2f}", flush=True)
 
 
 if __name__ == "__main__":
