@@ -368,6 +368,8 @@ def test_the_library_page_loads_while_answers_stream(asgi_server, users, browser
     writing = Answer.objects.get(status=Answer.Status.STREAMING)
     for stream in streams:
         stream.close()
-    assert until(lambda: Answer.objects.get(pk=writing.pk).status == Answer.Status.FAILED, 30)
+    # the model notices the closed streams only once it has read the prompt: up to about 40 s on an
+    # AVX2-only CPU (first token p95 37 s, docs/benchmarks.md), not interruptible before
+    assert until(lambda: Answer.objects.get(pk=writing.pk).status == Answer.Status.FAILED, 90)
     assert wait_for_answer(page, 180_000) in ("answered", "quoted")  # the analyst's turn came
     assert Answer.objects.filter(pk__in=[a.pk for a in others], status=Answer.Status.PENDING).count() == 8
