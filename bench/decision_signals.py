@@ -61,8 +61,6 @@ def boosting(args, rows: list[dict], y, groups: list[str], asked: list[bool]) ->
     """Gradient boosting (sklearn's HistGradientBoostingClassifier, default settings) on today's
     signals: the same folds, threshold rule and figures as decision_model.train's logistic
     regression; --save-models / --models keep it as OUT_DIR/boosting.joblib for transfer."""
-    import hashlib
-
     import joblib
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -70,7 +68,7 @@ def boosting(args, rows: list[dict], y, groups: list[str], asked: list[bool]) ->
     from regqa.qa import decision_model
 
     x = np.array([[r[n] for n in decision_model.SIGNALS] for r in rows])
-    fold_of = np.array([int(hashlib.sha256(g.encode()).hexdigest(), 16) % 5 for g in groups])
+    fold_of = decision_model.group_folds(groups, 5)
     oof = np.zeros(len(y))
     for f in range(5):
         test = fold_of == f

@@ -23,13 +23,10 @@ from throwaway import ROOT, setup_django
 
 def embedded_texts(chunks) -> list[str]:
     """What the app embeds for these passages: each with its title and heading, and its windows."""
-    from django.conf import settings
+    from regqa.documents.embed import chunk_texts
 
-    from regqa.documents.chunking import embedding_text, windows
-
-    chunks = list(chunks)
-    texts = [embedding_text(c.section, c.text, c.document.title) for c in chunks]
-    return texts + [w for c in chunks for w in windows(c.text, settings.WINDOW_WORDS)]
+    texts, pieces = chunk_texts([(c.document.title, c.section, c.text) for c in chunks])
+    return texts + [w for piece in pieces for w in piece]
 
 
 def raw_encode(texts: list[str]) -> float:

@@ -83,15 +83,12 @@ def main() -> None:
 
 
 def embedding_cost(n: int) -> None:
-    from django.conf import settings
-
     from regqa.documents import embed
-    from regqa.documents.chunking import embedding_text, windows
     from regqa.documents.models import Chunk
 
     rows = list(Chunk.live.select_related("document").order_by("pk")[:n])
-    passages = [embedding_text(c.section, c.text, c.document.title) for c in rows]
-    pieces = [w for c in rows for w in windows(c.text, settings.WINDOW_WORDS)]
+    passages, windows = embed.chunk_texts([(c.document.title, c.section, c.text) for c in rows])
+    pieces = [w for piece in windows for w in piece]
     embed.embed_texts(passages[:64])  # loads the model before anything is timed
     times = {}
     for name, texts in (("passages", passages), ("windows", pieces), ("passages again", passages)):

@@ -137,14 +137,20 @@ def embed_texts(texts: list[str], progress: Callable[[int], None] | None = None)
     return vectors
 
 
+def chunk_texts(chunks: list[tuple[str, str, str]]) -> tuple[list[str], list[list[str]]]:
+    """What is embedded for (title, section, text) passages: each passage with its title and
+    section as context (chunking.embedding_text), and its windows (chunking.windows of
+    REGQA_WINDOW_WORDS words)."""
+    texts = [embedding_text(section, text, title) for title, section, text in chunks]
+    return texts, [windows(text, settings.WINDOW_WORDS) for _, _, text in chunks]
+
+
 def embed_chunks(
     chunks: list[tuple[str, str, str]], progress: Callable[[int], None] | None = None
 ) -> tuple[np.ndarray, list[bytes]]:
-    """(title, section, text) of passages -> their vectors (the title and section as context:
-    chunking.embedding_text) and their windows' vectors (embed_windows), in one pass, so batches
-    mix both; progress(passages done)."""
-    texts = [embedding_text(section, text, title) for title, section, text in chunks]
-    pieces = [windows(text, settings.WINDOW_WORDS) for _, _, text in chunks]
+    """(title, section, text) of passages -> their vectors and their windows' vectors (float16
+    bytes each, for window_vectors), in one pass, so batches mix both; progress(passages done)."""
+    texts, pieces = chunk_texts(chunks)
     total = len(texts) + sum(len(piece) for piece in pieces)
 
     def passages_done(done: int) -> None:
@@ -156,9 +162,8 @@ def embed_chunks(
 
 
 def embed_windows(texts: list[str]) -> list[bytes]:
-    """The vectors of each passage text's windows (chunking.windows of REGQA_WINDOW_WORDS words),
-    as float16 bytes, one entry per text (window_vectors reads them back)."""
-    pieces = [windows(text, settings.WINDOW_WORDS) for text in texts]
+    """The vectors of each passage text's windows alone, as embed_chunks stores them."""
+    _, pieces = chunk_texts([("", "", text) for text in texts])
     return _packed(embed_texts([w for piece in pieces for w in piece]), pieces)
 
 

@@ -331,6 +331,11 @@ def threshold_for(y: np.ndarray, p: np.ndarray, false_refusals: float) -> float:
     return float(answerable[min(index, len(answerable) - 1)]) - 1e-9 if index > 0 else float(answerable[0]) - 1e-9
 
 
+def group_folds(groups: Sequence[str], folds: int) -> np.ndarray:
+    """The fold of each example, from a hash of its group (a question and the copies made from it)."""
+    return np.array([int(hashlib.sha256(g.encode()).hexdigest(), 16) % folds for g in groups])
+
+
 def train(
     rows: list[dict[str, float]],
     labels: list[int],
@@ -353,7 +358,7 @@ def train(
         )
     x = np.array([[r[name] for name in names] for r in rows], dtype="float64")
 
-    fold_of = np.array([int(hashlib.sha256(g.encode()).hexdigest(), 16) % folds for g in groups])
+    fold_of = group_folds(groups, folds)
     oof = np.zeros(len(y))
     for f in range(folds):
         test = fold_of == f

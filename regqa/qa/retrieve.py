@@ -61,8 +61,10 @@ def retrieve(
         label = learned.bundle.label
     else:
         ranked = first_stage(question, query, mode, n, documents)[: k * 4]
-    chunks = Chunk.live.select_related("document").in_bulk(ranked)
-    if learned is None and mode == "hybrid" and settings.WINDOW_WORDS:
+    reorder = learned is None and mode == "hybrid" and bool(settings.WINDOW_WORDS)
+    rows = Chunk.live.select_related("document")
+    chunks = (rows if reorder else rows.defer("windows")).in_bulk(ranked)  # the window vectors only when read
+    if reorder:
         ranked = by_windows(ranked, chunks, query)
     passages: list[Passage] = []
     kept_vectors: list[np.ndarray] = []

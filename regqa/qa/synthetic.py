@@ -80,7 +80,7 @@ def generate(record: RetrievalBundle, *, progress: Callable[[int, str], None] | 
     )
     model = llm.load(path) if todo else None
     lib = rank.library()
-    chunks = Chunk.live.select_related("document").in_bulk(todo)
+    chunks = Chunk.live.select_related("document").defer("windows").in_bulk(todo)
     times: list[float] = []
     try:
         for pk in todo:
