@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pypdf import PdfWriter
 
@@ -31,6 +33,45 @@ def data_dir(settings, tmp_path):
     yield tmp_path
     index.get_index.cache_clear()
     lexical.get_lexical_index.cache_clear()
+
+
+_vectors: dict[tuple[str, str], np.ndarray] = {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def remembered_vectors():
+    """The real embedder gives a text the same vector in every test, so each one is computed once
+    per run: a dozen tests ingest the same fixture PDF (about 20 s each on 2 cores). Only the real
+    model's encode remembers (fakes replace get_model and are untouched); keyed by the model's
+    path, so a fine-tuned embedder computes its own. `fresh_vectors` forgets them for a test that
+    watches embedding take its time."""
+    loaded = embed.get_model.__wrapped__
+
+    @functools.cache
+    def get_model():
+        model, key = loaded(), embed.model_path()
+        encode = model.encode
+
+        def remembering(texts, **kwargs):
+            if isinstance(texts, str) or not kwargs.get("normalize_embeddings"):
+                return encode(texts, **kwargs)
+            missing = [t for t in dict.fromkeys(texts) if (key, t) not in _vectors]
+            if missing:
+                _vectors.update(((key, t), v) for t, v in zip(missing, encode(missing, **kwargs), strict=True))
+            return np.stack([_vectors[(key, t)] for t in texts]) if texts else encode(texts, **kwargs)
+
+        model.encode = remembering
+        return model
+
+    real = embed.get_model
+    embed.get_model = get_model
+    yield
+    embed.get_model = real
+
+
+@pytest.fixture
+def fresh_vectors():
+    _vectors.clear()
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_analyst_logs_in_asks_and_sees_a_cited_answer(live_server, users, browse
     assert page.locator("mark").count() == 1
 
 
-def test_admin_uploads_two_pdfs_and_watches_them_become_ready(live_server, users, browser_page):
+def test_admin_uploads_two_pdfs_and_watches_them_become_ready(live_server, users, browser_page, fresh_vectors):
     import threading
     import time
 

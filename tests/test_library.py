@@ -372,6 +372,7 @@ def test_a_worker_killed_mid_ingest_leaves_a_consistent_retryable_document(tmp_p
         "REGQA_SECRET_KEY": "test",
         "DJANGO_SETTINGS_MODULE": "regqa.settings",
         "REGQA_INGEST_STALLED_SECONDS": "10",
+        "REGQA_WINDOW_WORDS": "0",  # about killing and retrying, not windows (tests/test_windows.py): half the time
     }
     env.pop("DATABASE_URL", None)
     manage = [sys.executable, "manage.py"]

@@ -104,7 +104,8 @@ def test_a_worker_killed_mid_ingestion_is_resumed_by_the_next_workers_without_a_
         done = processes.manage(tmp_path, *step)
         assert done.returncode == 0, done.stderr
     worker = [*manage, "worker", "--interval", "0.2", "--no-startup-delay"]
-    first = subprocess.Popen(worker, cwd=ROOT, env=manage_env(tmp_path), stderr=subprocess.DEVNULL)
+    env = manage_env(tmp_path, REGQA_WINDOW_WORDS="0")  # about resuming, not windows: ingestion takes half the time
+    first = subprocess.Popen(worker, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     try:
         assert _wait(tmp_path, "processing", 120)[0] == "processing"
     finally:
@@ -112,7 +113,7 @@ def test_a_worker_killed_mid_ingestion_is_resumed_by_the_next_workers_without_a_
         first.wait()
     time.sleep(1)
     assert _status(tmp_path)[0] == "processing"  # what a restart used to leave "Interrupted"
-    second = [subprocess.Popen(worker, cwd=ROOT, env=manage_env(tmp_path), stderr=subprocess.PIPE) for _ in range(2)]
+    second = [subprocess.Popen(worker, cwd=ROOT, env=env, stderr=subprocess.PIPE) for _ in range(2)]
     try:
         status, chunks = _wait(tmp_path, "ready", 300)
     finally:
