@@ -51,9 +51,8 @@ $PY manage.py audit init-key   # the key that seals the audit trail: outside the
 $PY manage.py bootstrap --demo-users
 $PY manage.py ingest_pdfs fixtures/pdfs
 $PY manage.py index repair      # index writes follow their commits: mend any a crash cut between the two
-[[ "${REGQA_WINDOW_WORDS:-60}" == 0 ]] || $PY manage.py index windows  # passages stored before windows: once
 
-$PY manage.py worker --interval 1 &   # resumes interrupted ingestions first
+$PY manage.py worker --interval 1 &   # resumes interrupted ingestions and queues missing windows first
 pids+=($!)
 # The large model for escalation. Point REGQA_LARGE_LLM_BASE_URL at a real OpenAI-compatible
 # endpoint to use one; otherwise the demo serves a packaged GGUF model (REGQA_LARGE_GGUF, default:

@@ -30,6 +30,8 @@ def test_upload_ingest_ask_and_get_an_answer_citing_the_right_page(client_for, d
     assert document.status == Document.Status.READY, document.status_detail
     assert document.page_count == 12
     assert len(index.get_index()) == document.chunk_count > 20
+    # the same worker run embedded its passages' windows afterwards (a lower-priority task)
+    assert not document.chunks.filter(windows=b"").exists()
 
     analyst = client_for("analyst")
     # The answer is in § 215.2(b), on page 2 of the PDF.

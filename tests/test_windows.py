@@ -11,7 +11,7 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from regqa.documents import embed
+from regqa.documents import embed, ingest
 from regqa.documents.chunking import windows
 from regqa.documents.ingest import ingest_document
 from regqa.documents.models import Chunk, Document
@@ -81,19 +81,56 @@ LONG_PAGE = "§ 208.3 Application and conditions for membership.\n" + " ".join(
 )
 
 
-@pytest.mark.django_db
-def test_ingestion_stores_each_passages_windows_and_index_windows_fills_a_library_without_them(fake_embedder, settings):
+def queued_windows() -> list[tuple[list, int]]:
+    from django_tasks_db.models import DBTaskResult
+
+    tasks = DBTaskResult.objects.filter(task_path="regqa.documents.tasks.embed_windows", status="READY")
+    return [(t.args_kwargs["args"], t.priority) for t in tasks]
+
+
+def assert_windows_stored(document: Document, words: int) -> None:
+    chunks = list(Chunk.live.filter(document=document))
+    assert chunks
+    for c in chunks:
+        rows = embed.window_vectors(bytes(c.windows))
+        pieces = windows(c.text, words)
+        assert rows.shape == (len(pieces), embed.DIMENSIONS)
+        assert np.allclose(rows, hashed_embedding(pieces), atol=1e-3)  # float16, in the passage's order
+
+
+@pytest.mark.django_db(transaction=True)  # the real worker closes old connections, as in production
+def test_a_document_is_ready_before_its_windows_which_a_low_priority_task_embeds(fake_embedder, settings):
     settings.WINDOW_WORDS = 40
     document = Document.objects.create(title="Regulation H", sha256="d" * 64)
     document.file.save("reg-h.pdf", ContentFile(make_pdf([LONG_PAGE])))
-    ingest_document(document.pk)
+    assert ingest_document(document.pk).status == Document.Status.READY
+    assert not Chunk.live.filter(document=document).exclude(windows=b"").exists()  # searchable, no windows yet
+    assert queued_windows() == [([document.pk], ingest.WINDOWS_PRIORITY)]
+    assert ingest.WINDOWS_PRIORITY < 0  # after the ingestions waiting (priority 0)
+    call_command("db_worker", "--batch", "--no-startup-delay", verbosity=0)
+    assert_windows_stored(document, 40)
+    assert ingest.embed_windows(document.pk) == 0  # run twice (two workers queued it): nothing left
+
+    # a worker that starts queues the documents whose windows are missing, and only those
+    other = Document.objects.create(title="Regulation O", sha256="f" * 64)
+    other.file.save("reg-o.pdf", ContentFile(make_pdf([LONG_PAGE.replace("208.3", "215.4")])))
+    ingest_document(other.pk, windows_now=True)  # as `ingest_pdfs --now`: stored before returning
+    assert_windows_stored(other, 40)
+    Chunk.objects.filter(document=document).update(windows=b"")
+    assert ingest.resume_windows() == [document.pk]
+    assert queued_windows() == [([document.pk], ingest.WINDOWS_PRIORITY)]
+    settings.WINDOW_WORDS = 0
+    assert ingest.resume_windows() == [] and ingest.embed_windows(document.pk) == 0
+
+
+@pytest.mark.django_db
+def test_index_windows_fills_a_library_stored_without_them(fake_embedder, settings):
+    settings.WINDOW_WORDS = 40
+    document = Document.objects.create(title="Regulation H", sha256="d" * 64)
+    document.file.save("reg-h.pdf", ContentFile(make_pdf([LONG_PAGE])))
+    ingest_document(document.pk, windows_now=True)
     stored = {c.pk: bytes(c.windows) for c in Chunk.live.filter(document=document)}
-    assert stored
-    for c in Chunk.live.filter(document=document):
-        rows = embed.window_vectors(bytes(c.windows))
-        pieces = windows(c.text, 40)
-        assert rows.shape == (len(pieces), embed.DIMENSIONS)
-        assert np.allclose(rows, hashed_embedding(pieces), atol=1e-3)  # float16, in the passage's order
+    assert_windows_stored(document, 40)
 
     Chunk.objects.filter(document=document).update(windows=b"")  # a library stored before windows
     out = io.StringIO()

@@ -1,6 +1,8 @@
 """Ingestion of one stored document, in order: read the PDF's text per page (OCR when needed) ->
 cut it into passages (chunking.py) -> embed them -> store pages and passages and index them, in one
-transaction. Also the other steps that change a document's passages: supersede, delete, rechunk.
+transaction: the document is ready. Then, in a task of lower priority, embed its passages' windows
+(`embed_windows`: the search finds a passage by its own vector until they are stored). Also the
+other steps that change a document's passages: supersede, delete, rechunk.
 Upload checks are checks.py and upload.py; this module never decides whether a file is accepted.
 """
 
@@ -28,7 +30,7 @@ from regqa.audit.models import EventKind
 from . import extract, index
 from .checks import IngestError, looks_like_pdf
 from .chunking import ChunkDraft, PageText, chunk_pages, first_heading
-from .embed import embed_chunks
+from .embed import chunk_texts, embed_chunks, embed_texts
 from .models import Chunk, Document, Page
 
 log = logging.getLogger("regqa.ingest")
@@ -161,11 +163,12 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def ingest_document(document_id: int) -> Document:
-    """Ingest one uploaded PDF. Input problems end as status FAILED (or NEEDS_OCR) with a reason,
-    never a crash. Running it again (a retry after a failure or a killed worker) starts over:
-    `store_chunks` replaces whatever an earlier attempt left. A document another worker is
-    ingesting (processing, with a recent heartbeat) is left to it: never ingested twice at once."""
+def ingest_document(document_id: int, windows_now: bool = False) -> Document:
+    """Ingest one uploaded PDF; its passages' windows are queued (`windows_now`: embedded before
+    returning). Input problems end as status FAILED (or NEEDS_OCR) with a reason, never a crash.
+    Running it again (a retry after a failure or a killed worker) starts over: `store_chunks`
+    replaces whatever an earlier attempt left. A document another worker is ingesting
+    (processing, with a recent heartbeat) is left to it: never ingested twice at once."""
     document = Document.objects.get(pk=document_id)
     retried = document.heartbeat_at is not None  # an earlier attempt ran (and failed or died)
     recent = timezone.now() - timedelta(seconds=settings.INGEST_STALLED_SECONDS)
@@ -215,12 +218,17 @@ def ingest_document(document_id: int) -> Document:
             share = 10 + int(85 * done / max(len(drafts), 1))
             _set_progress(document_id, share, f"Parsed {len(pages)} pages; embedded {done} of {len(drafts)} passages")
 
-        vectors, windows = embed_chunks([(document.title, d.section, d.text) for d in drafts], embedded)
+        texts, _ = chunk_texts([(document.title, d.section, d.text) for d in drafts])
+        vectors = embed_texts(texts, embedded)
         lap("embed")
         _set_progress(document_id, 96, f"Indexing {len(drafts)} passages")
-        store_chunks(document, drafts, vectors, pages, note=" ".join(notes), windows=windows)
+        store_chunks(document, drafts, vectors, pages, note=" ".join(notes))
         lap("index")
         Document.objects.filter(pk=document_id).update(timings=timings)
+        if windows_now:
+            embed_windows(document_id)
+        else:
+            queue_windows(document_id)
     except IngestError as exc:
         log.info("document %s rejected: %s", document_id, exc)
         status = Document.Status.NEEDS_OCR if exc.needs_ocr else Document.Status.FAILED
@@ -232,6 +240,41 @@ def ingest_document(document_id: int) -> Document:
         )
         raise
     return Document.objects.get(pk=document_id)
+
+
+WINDOWS_PRIORITY = -10  # after every queued ingestion: documents become ready first
+
+
+def queue_windows(document_id: int) -> None:
+    """Embed the document's passage windows in the background, after the ingestions waiting in the
+    queue (about as long as its passages took). Nothing with REGQA_WINDOW_WORDS=0."""
+    from . import tasks  # tasks imports this module
+
+    if settings.WINDOW_WORDS:
+        task = tasks.embed_windows.using(priority=WINDOWS_PRIORITY)
+        transaction.on_commit(partial(task.enqueue, document_id), robust=True)
+
+
+def embed_windows(document_id: int) -> int:
+    """Store the windows of the document's live passages that have none; returns how many. A
+    passage replaced or deleted meanwhile is skipped; running it twice does the work once."""
+    from .tune import embed_library_windows
+
+    if not settings.WINDOW_WORDS:
+        return 0
+    return embed_library_windows(document_id=document_id)
+
+
+def resume_windows() -> list[int]:
+    """Queue the window embedding of every ready document with passages still without windows (a
+    worker stopped before it ran, or a library stored before windows). Called when a worker starts."""
+    if not settings.WINDOW_WORDS:
+        return []
+    missing = Chunk.live.filter(windows=b"", document__status=Document.Status.READY)
+    documents = sorted(set(missing.values_list("document_id", flat=True)))
+    for document_id in documents:
+        queue_windows(document_id)
+    return documents
 
 
 def resume_interrupted(actor: str = "worker start") -> list[int]:

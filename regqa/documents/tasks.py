@@ -8,3 +8,8 @@ from . import ingest
 @task
 def ingest_document(document_id: int) -> str:
     return ingest.ingest_document(document_id).status
+
+
+@task
+def embed_windows(document_id: int) -> int:
+    return ingest.embed_windows(document_id)

@@ -122,14 +122,21 @@ def reembed_library(progress: Callable[[int], None] | None = None) -> int:
     return rebuild_from_database()
 
 
-def embed_library_windows(every: bool = False, batch: int = 500, progress: Callable[[int], None] | None = None) -> int:
-    """Embed the windows of the live passages that have none stored (`every`: of all of them,
-    after changing REGQA_WINDOW_WORDS), a batch at a time, so a run cut off keeps what it did.
-    Returns the number of passages embedded."""
+def embed_library_windows(
+    every: bool = False,
+    batch: int = 500,
+    progress: Callable[[int], None] | None = None,
+    document_id: int | None = None,
+) -> int:
+    """Embed the windows of the live passages (of one document: `document_id`) that have none
+    stored (`every`: of all of them, after changing REGQA_WINDOW_WORDS), a batch at a time, so a
+    run cut off keeps what it did. Returns the number of passages embedded."""
     chunks = Chunk.live.all() if every else Chunk.live.filter(windows=b"")
+    if document_id is not None:
+        chunks = chunks.filter(document_id=document_id)
     ids = list(chunks.order_by("pk").values_list("pk", flat=True))
     for start in range(0, len(ids), batch):
-        rows = list(Chunk.objects.filter(pk__in=ids[start : start + batch]).only("pk", "text"))
+        rows = list(chunks.filter(pk__in=ids[start : start + batch]).only("pk", "text"))
         windows = embed_windows([c.text for c in rows])
         for chunk, window in zip(rows, windows, strict=True):
             chunk.windows = window

@@ -40,7 +40,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", type=Path)
-        parser.add_argument("--now", action="store_true", help="Ingest in this process instead of the worker.")
+        parser.add_argument(
+            "--now", action="store_true", help="Ingest in this process (windows included) instead of the worker."
+        )
 
     def handle(self, *args, paths: list[Path], now: bool = False, **options):
         files = []
@@ -80,7 +82,7 @@ class Command(BaseCommand):
                     if not now:
                         transaction.on_commit(partial(tasks.ingest_document.enqueue, document.pk))
             if now:
-                document = ingest.ingest_document(document.pk)
+                document = ingest.ingest_document(document.pk, windows_now=True)
                 self.stdout.write(f"{path.name}: {document.get_status_display()} {document.status_detail}".rstrip())
             else:
                 self.stdout.write(f"{path.name}: queued for ingestion")

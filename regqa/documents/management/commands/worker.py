@@ -1,4 +1,5 @@
-"""The background worker: resume interrupted ingestions, then run django-tasks-db's worker.
+"""The background worker: resume interrupted ingestions and queue the passage windows still
+missing, then run django-tasks-db's worker.
 
 Any number of workers, on one machine or several, share the task queue in the database (each
 task is claimed by one of them). `manage.py worker` takes db_worker's options, e.g.
@@ -19,4 +20,7 @@ class Command(DbWorker):
         resumed = ingest.resume_interrupted()
         if resumed:
             self.stderr.write(f"Resumed the interrupted ingestion of {len(resumed)} document(s): {resumed}")
+        windows = ingest.resume_windows()
+        if windows:
+            self.stderr.write(f"Queued the window embedding of {len(windows)} document(s): {windows}")
         return super().handle(*args, **options)
