@@ -123,6 +123,31 @@ def test_a_document_is_ready_before_its_windows_which_a_low_priority_task_embeds
     assert ingest.resume_windows() == [] and ingest.embed_windows(document.pk) == 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_windows_that_fail_leave_the_document_ready_and_a_failed_ingestion_queues_none(
+    fake_embedder, settings, monkeypatch
+):
+    from regqa.documents import tune
+
+    settings.WINDOW_WORDS = 40
+    document = Document.objects.create(title="Regulation H", sha256="d" * 64)
+    document.file.save("reg-h.pdf", ContentFile(make_pdf([LONG_PAGE])))
+
+    def broken(**kwargs):
+        raise RuntimeError("embedder gone")
+
+    monkeypatch.setattr(tune, "embed_library_windows", broken)
+    with pytest.raises(RuntimeError, match="embedder gone"):
+        ingest_document(document.pk, windows_now=True)
+    document.refresh_from_db()
+    assert document.status == Document.Status.READY and document.chunks.exists()
+
+    blank = Document.objects.create(title="Scanned", sha256="b" * 64)
+    blank.file.save("scan.pdf", ContentFile(make_pdf(blank_pages=2)))
+    assert ingest_document(blank.pk).status != Document.Status.READY
+    assert queued_windows() == []
+
+
 @pytest.mark.django_db
 def test_index_windows_fills_a_library_stored_without_them(fake_embedder, settings):
     settings.WINDOW_WORDS = 40

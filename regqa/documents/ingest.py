@@ -225,10 +225,6 @@ def ingest_document(document_id: int, windows_now: bool = False) -> Document:
         store_chunks(document, drafts, vectors, pages, note=" ".join(notes))
         lap("index")
         Document.objects.filter(pk=document_id).update(timings=timings)
-        if windows_now:
-            embed_windows(document_id)
-        else:
-            queue_windows(document_id)
     except IngestError as exc:
         log.info("document %s rejected: %s", document_id, exc)
         status = Document.Status.NEEDS_OCR if exc.needs_ocr else Document.Status.FAILED
@@ -239,6 +235,11 @@ def ingest_document(document_id: int, windows_now: bool = False) -> Document:
             status=Document.Status.FAILED, progress=0, status_detail=f"Internal error during ingestion: {exc}"
         )
         raise
+    else:  # ready: its windows follow, and a failure there is theirs, not the document's
+        if windows_now:
+            embed_windows(document_id)
+        else:
+            queue_windows(document_id)
     return Document.objects.get(pk=document_id)
 
 
