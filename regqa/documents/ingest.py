@@ -272,7 +272,7 @@ def resume_windows() -> list[int]:
     if not settings.WINDOW_WORDS:
         return []
     missing = Chunk.live.filter(windows=b"", document__status=Document.Status.READY)
-    documents = sorted(set(missing.values_list("document_id", flat=True)))
+    documents = list(missing.order_by("document_id").values_list("document_id", flat=True).distinct())
     for document_id in documents:
         queue_windows(document_id)
     return documents
