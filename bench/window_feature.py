@@ -1,13 +1,13 @@
-"""The best window's similarity as a feature of the learned ranker: cross-validated against the
-product's features alone, same folds, same candidates, one run.
+"""The window features of the learned ranker, ablated: the product's ranker cross-validated with and
+without its three window columns, same folds, same candidates, one run.
 
     REGQA_DATA_DIR=DIR .venv/bin/python bench/window_feature.py QUESTIONS.jsonl [--folds 5]
 
-Each question's candidates and features are computed once (as `train_retrieval` does); the second
-run appends three columns per candidate: its best window's cosine similarity with the question
-(the passage's own vector when it has no windows), that similarity's rank among the candidates, and
-its gain over the whole passage's similarity. Not in the product yet: this measures whether it is
-worth adding to rank.FEATURES (which would also need the candidates' windows at query time).
+Each question's candidates and features are computed once (as `train_retrieval` does, packaged
+embedder, no query adapter); the first run trains and scores the ranker on the product's columns
+minus window_best, window_rank and window_gain (rank.FEATURES before windows), the second on all of
+them. The library's passages need their windows stored (`manage.py index windows`), else the
+window columns only repeat the passage's own similarity.
 """
 
 from __future__ import annotations
@@ -21,50 +21,40 @@ from throwaway import figures_line, labelled_questions
 WINDOW_FEATURES = ["window_best", "window_rank", "window_gain"]
 
 
-def with_window_features(items: list, lib, windows: dict[int, np.ndarray]) -> list:
+def without_window_features(items: list) -> list:
     from regqa.qa import rank
 
-    def best(position: int, query: np.ndarray) -> float:
-        rows = windows.get(int(lib.ids[position]))
-        if rows is None or not len(rows):
-            rows = lib.vectors[position][None, :]
-        return float((rows @ query).max())
-
-    out = []
-    for item in items:
-        positions = item.group.positions
-        similarity = np.array([best(p, item.query_vector) for p in positions], dtype="float64")
-        ranks = np.empty(len(positions))
-        ranks[np.argsort(-similarity, kind="stable")] = np.arange(1, len(positions) + 1)
-        gain = similarity - item.group.column("base_dense")
-        features = np.column_stack([item.group.features, similarity, ranks, gain])
-        out.append(dataclasses.replace(item, group=rank.Candidates(positions, features)))
-    return out
+    keep = [i for i, name in enumerate(rank.FEATURES) if name not in WINDOW_FEATURES]
+    return [dataclasses.replace(i, group=rank.Candidates(i.group.positions, i.group.features[:, keep])) for i in items]
 
 
 def main() -> None:
     args, _, items = labelled_questions(__doc__.splitlines()[0], json_out=False)
-    from regqa.documents.embed import window_vectors
-    from regqa.documents.models import Chunk
     from regqa.qa import rank, training
 
     lib = rank.library()
-    windows = {pk: window_vectors(bytes(w)) for pk, w in Chunk.live.values_list("pk", "windows").iterator(2000)}
-    print(f"{sum(len(w) > 0 for w in windows.values())} of {len(windows)} passages have windows", flush=True)
+    windowed = int((lib.window_spans[:, 1] > lib.window_spans[:, 0]).sum())
+    print(f"{windowed} of {len(lib.ids)} passages have windows ({len(lib.window_rows)} windows)", flush=True)
 
     def train(chosen):
         return rank.Ranker.train([i.group for i in chosen], [i.labels for i in chosen])
 
-    for name in ("product features", "with window features"):
-        if name == "with window features":
-            rank.FEATURES.extend(WINDOW_FEATURES)  # this process only: the columns appended below
-            items = with_window_features(items, lib, windows)
+    every = list(rank.FEATURES)
+    for name in ("without window features", "product features"):
+        chosen = items
+        if name == "without window features":
+            rank.FEATURES[:] = [f for f in every if f not in WINDOW_FEATURES]  # this process only
+            chosen = without_window_features(items)
+        else:
+            rank.FEATURES[:] = every
         started = time.perf_counter()
-        figures = training.cross_validate(items, args.folds, train=train)
-        print(figures_line(name, figures["reranker"], 22) + f"  {time.perf_counter() - started:.0f} s", flush=True)
+        figures = training.cross_validate(chosen, args.folds, train=train)
+        print(figures_line(name, figures["reranker"], 24) + f"  {time.perf_counter() - started:.0f} s", flush=True)
     for method in ("rrf", "minmax"):
         f = figures[method]
-        print(f"{method:22} R@10 {f['recall@10']['mean']:.4f}  MAP@10 {f['map@10']['mean']:.4f}")
+        print(f"{method:24} R@10 {f['recall@10']['mean']:.4f}  MAP@10 {f['map@10']['mean']:.4f}")
+    gains = np.array([i.group.column("window_gain").max() for i in items if len(i.group.positions)])
+    print(f"best window gain per question: median {np.median(gains):.3f}, p90 {np.percentile(gains, 90):.3f}")
 
 
 if __name__ == "__main__":

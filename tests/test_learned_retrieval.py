@@ -90,6 +90,36 @@ def test_features_on_crafted_passages(corpus):
     assert rank.candidates("", lib).features.shape[1] == len(rank.FEATURES)
 
 
+def test_window_features_find_the_paragraph_that_answers(corpus, settings):
+    """A passage whose one window says what the question asks scores that window, above its whole
+    text; a passage without windows scores its own vector (gain 0). The process's library sees
+    windows embedded after it was loaded (the worker embeds them after a document is ready)."""
+    question = "Who approves the liquidity buffers?"
+    f = rank.FEATURES.index
+    before = rank.library()
+    assert before.window_rows.shape[0] == 0
+    rule = Chunk.objects.get(external_id="rule-0")
+    answer, other = hashed_embedding([question, "unrelated words about sukuk issuance"])
+    rule.windows = np.stack([other, answer]).astype("float16").tobytes()
+    rule.save(update_fields=["windows"])
+    lib = rank.library()
+    assert lib is not before and lib.window_rows.shape[0] == 2
+    group = rank.candidates(question, lib, n=10)
+    by_external = {lib.external_ids[int(p)]: row for p, row in zip(group.positions, group.features, strict=True)}
+    windowed, plain = by_external["rule-0"], by_external["note-0"]
+    assert windowed[f("window_best")] == pytest.approx(1.0, abs=1e-2)  # the window is the question's own vector
+    assert windowed[f("window_gain")] > 0.2 and windowed[f("window_rank")] == 1
+    assert plain[f("window_gain")] == 0 and plain[f("window_best")] == pytest.approx(plain[f("base_dense")])
+
+    # the untrained ranking a bundle must beat is the product's: fused by rank, then its best 20 by windows
+    fused = group.positions[np.argsort(-group.column("rrf"), kind="stable")]
+    windowed_order = rank.untrained_order(group)
+    assert sorted(windowed_order[:20].tolist()) == sorted(fused[:20].tolist())
+    assert rank_of(windowed_order, lib, "rule-0") <= rank_of(fused, lib, "rule-0")
+    settings.WINDOW_WORDS = 0
+    assert rank.untrained_order(group).tolist() == fused.tolist()
+
+
 def test_training_moves_a_held_out_questions_gold_passage_up(corpus):
     lib = rank.library()
     held_out, train = corpus[0], corpus[1:]

@@ -15,6 +15,7 @@ from regqa.documents import embed, ingest
 from regqa.documents.chunking import windows
 from regqa.documents.ingest import ingest_document
 from regqa.documents.models import Chunk, Document
+from regqa.qa import rank
 from regqa.qa import retrieve as retrieve_module
 from regqa.qa.retrieve import by_windows, retrieve, window_similarity
 
@@ -63,9 +64,9 @@ def test_only_the_best_candidates_are_reordered(monkeypatch):
         2: chunk(2, unit(0.4, 0.6), [unit(0.1, 1.0)]),
         3: chunk(3, unit(0.3, 0.7), [unit(1.0, 0.0)]),  # the best window, but below the pool
     }
-    monkeypatch.setattr(retrieve_module, "WINDOW_POOL", 2)
+    monkeypatch.setattr(rank, "WINDOW_POOL", 2)
     assert by_windows([1, 2, 3], chunks, query) == [1, 2, 3]
-    monkeypatch.setattr(retrieve_module, "WINDOW_POOL", 3)
+    monkeypatch.setattr(rank, "WINDOW_POOL", 3)
     assert by_windows([1, 2, 3], chunks, query) == [1, 3, 2]
 
 
@@ -146,6 +147,29 @@ def test_windows_that_fail_leave_the_document_ready_and_a_failed_ingestion_queue
     blank.file.save("scan.pdf", ContentFile(make_pdf(blank_pages=2)))
     assert ingest_document(blank.pk).status != Document.Status.READY
     assert queued_windows() == []
+
+
+@pytest.mark.django_db
+def test_the_library_page_says_whose_windows_are_still_to_come(fake_embedder, settings, client_for):
+    """A ready document whose windows the worker has not embedded yet is searchable, and the page
+    says the paragraph-level search follows (and keeps polling); a passage of no words has no
+    windows to wait for, so it is never shown as waiting nor queued again at each worker start."""
+    from django.urls import reverse
+
+    settings.WINDOW_WORDS = 40
+    document = Document.objects.create(title="Regulation H", sha256="d" * 64)
+    document.file.save("reg-h.pdf", ContentFile(make_pdf([LONG_PAGE])))
+    ingest_document(document.pk)
+    passages = Chunk.live.filter(document=document).count()
+    admin = client_for("admin")
+    page = admin.get(reverse("library")).content.decode()
+    assert f"paragraph-level search of {passages} passage" in page and 'hx-trigger="every 2s"' in page
+
+    ingest.embed_windows(document.pk)
+    Chunk.objects.create(document=document, ordinal=99, text=" \n ", embedding=b"")  # no words
+    page = admin.get(reverse("library")).content.decode()
+    assert "paragraph-level search" not in page and 'hx-trigger="every 2s"' not in page
+    assert ingest.resume_windows() == []
 
 
 @pytest.mark.django_db

@@ -161,7 +161,7 @@ def embed_chunks(
     return vectors[: len(texts)], _packed(vectors[len(texts) :], pieces)
 
 
-def embed_windows(texts: list[str]) -> list[bytes]:
+def window_blobs(texts: list[str]) -> list[bytes]:
     """The vectors of each passage text's windows alone, as embed_chunks stores them."""
     _, pieces = chunk_texts([("", "", text) for text in texts])
     return _packed(embed_texts([w for piece in pieces for w in piece]), pieces)

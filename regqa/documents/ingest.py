@@ -271,7 +271,7 @@ def resume_windows() -> list[int]:
     worker stopped before it ran, or a library stored before windows). Called when a worker starts."""
     if not settings.WINDOW_WORDS:
         return []
-    missing = Chunk.live.filter(windows=b"", document__status=Document.Status.READY)
+    missing = Chunk.live.without_windows().filter(document__status=Document.Status.READY)
     documents = list(missing.order_by("document_id").values_list("document_id", flat=True).distinct())
     for document_id in documents:
         queue_windows(document_id)

@@ -127,6 +127,10 @@ class LiveChunks(models.Manager):
     def get_queryset(self) -> models.QuerySet:
         return super().get_queryset().filter(retired_at__isnull=True)
 
+    def without_windows(self) -> models.QuerySet:
+        """Live passages whose windows are not stored yet (a passage of no words has none to store)."""
+        return self.get_queryset().filter(windows=b"").exclude(text__regex=r"^\s*$")
+
 
 class Chunk(models.Model):
     """A retrievable passage. Its primary key is also its id in the FAISS index."""

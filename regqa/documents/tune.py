@@ -19,7 +19,7 @@ from django.conf import settings
 
 from . import embed
 from .chunking import embedding_text
-from .embed import embed_chunks, embed_windows
+from .embed import embed_chunks, window_blobs
 from .index import rebuild_from_database
 from .models import Chunk, Document
 
@@ -131,13 +131,13 @@ def embed_library_windows(
     """Embed the windows of the live passages (of one document: `document_id`) that have none
     stored (`every`: of all of them, after changing REGQA_WINDOW_WORDS), a batch at a time, so a
     run cut off keeps what it did. Returns the number of passages embedded."""
-    chunks = Chunk.live.all() if every else Chunk.live.filter(windows=b"")
+    chunks = Chunk.live.all() if every else Chunk.live.without_windows()
     if document_id is not None:
         chunks = chunks.filter(document_id=document_id)
     ids = list(chunks.order_by("pk").values_list("pk", flat=True))
     for start in range(0, len(ids), batch):
         rows = list(chunks.filter(pk__in=ids[start : start + batch]).only("pk", "text"))
-        windows = embed_windows([c.text for c in rows])
+        windows = window_blobs([c.text for c in rows])
         for chunk, window in zip(rows, windows, strict=True):
             chunk.windows = window
         Chunk.objects.bulk_update(rows, ["windows"])

@@ -11,6 +11,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required, user_passes_test
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -62,11 +64,17 @@ def readable_document(request: HttpRequest, pk: int) -> Document:
 
 
 def _library_context(form: UploadForm | None = None) -> dict:
-    documents = list(Document.objects.select_related("uploaded_by"))
+    rows = Document.objects.select_related("uploaded_by")
+    if settings.WINDOW_WORDS:  # a ready document's passages whose windows the worker has yet to embed
+        missing = Chunk.live.without_windows().filter(document=OuterRef("pk")).values("document")
+        rows = rows.annotate(windows_waiting=Coalesce(Subquery(missing.annotate(n=Count("pk")).values("n")), 0))
+    else:
+        rows = rows.annotate(windows_waiting=Value(0))
+    documents = list(rows)
     return {
         "documents": documents,
         "form": form or UploadForm(),
-        "polling": any(d.is_pending for d in documents),
+        "polling": any(d.is_pending or d.windows_waiting for d in documents),
         "max_upload_mb": settings.MAX_UPLOAD_MB,
     }
 

@@ -4,8 +4,9 @@ a LightGBM LambdaMART model that orders the first stage's candidates by them.
 The first stage is today's: BM25 and dense candidates (the union of each one's top N). The
 features say how each half scored and ranked the candidate, whether the rule or section number
 the question names is the passage's, how much of the question the passage's heading and text
-hold, how long and how normative the passage is, how its neighbours scored and how much of the
-candidate list its document fills. Nothing identifies a passage: a model trained on one
+hold, how long and how normative the passage is, how its neighbours scored, how much of the
+candidate list its document fills, and how close its best window (embed.window_blobs) comes to
+the question. Nothing identifies a passage: a model trained on one
 library's questions never recalls which passages were gold for them.
 
 This module scores; it does not store bundles (bundle.py) or decide which bundle is active.
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 
 from regqa.documents import embed, lexical
 from regqa.documents.models import Chunk, Document
@@ -55,9 +56,13 @@ FEATURES = [
     "title_overlap",  # share of the question's content words in the document's title
     "base_dense",  # cosine similarity with the packaged embedder's question vector (= dense without adapter)
     "base_dense_rank",  # its rank over the library (N + 1 outside the top N)
+    "window_best",  # cosine similarity of the passage's window closest to the question (= base_dense: no windows)
+    "window_rank",  # its rank among the candidates
+    "window_gain",  # window_best - base_dense: one paragraph answers better than the whole passage
 ]
 NORMATIVE = re.compile(r"\b(?:must|shall|may not|required|prohibited|should|is to|are to)\b", re.I)
 RRF_K = 60
+WINDOW_POOL = 20  # the best candidates the untrained ranking reorders by windows, whatever k (docs/benchmarks.md)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,6 +84,9 @@ class Library:
     text_terms: list[frozenset[str]]
     external_ids: list[str]
     pages: list[tuple[int | None, int | None]]
+    window_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, embed.DIMENSIONS), dtype="float16"))
+    # each passage's rows of window_rows, [start, end) by position (start == end: no windows stored)
+    window_spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype="int64"))
     title_terms: dict[int, frozenset[str]] = field(default_factory=dict)  # by document id
     version: tuple = ()
     position: dict[int, int] = field(default_factory=dict)
@@ -91,12 +99,24 @@ class Library:
             Chunk.live.filter(document__status=Document.Status.READY)
             .order_by("document_id", "ordinal")
             .values_list(
-                "pk", "document_id", "ordinal", "section", "text", "embedding", "external_id", "page_start", "page_end"
-            )
+                "pk",
+                "document_id",
+                "ordinal",
+                "section",
+                "text",
+                "embedding",
+                "external_id",
+                "page_start",
+                "page_end",
+                "windows",
+            )  # fmt: skip
         )
         n = len(rows)
         vectors = np.zeros((n, embed.DIMENSIONS), dtype="float32")
         neighbours = np.full((n, 2), -1, dtype="int64")
+        window_blobs = [bytes(row[9] or b"") for row in rows]
+        window_counts = np.array([len(b) // (2 * embed.DIMENSIONS) for b in window_blobs], dtype="int64")
+        window_ends = np.cumsum(window_counts)
         for i, row in enumerate(rows):
             if row[5]:
                 vectors[i] = np.frombuffer(row[5], dtype="float32")
@@ -114,6 +134,8 @@ class Library:
             text_terms=[frozenset(content_terms(r[4])) for r in rows],
             external_ids=[r[6] for r in rows],
             pages=[(r[7], r[8]) for r in rows],
+            window_rows=np.frombuffer(b"".join(window_blobs), dtype="float16").reshape(-1, embed.DIMENSIONS),
+            window_spans=np.column_stack([window_ends - window_counts, window_ends]),
             title_terms={
                 pk: frozenset(content_terms(title))
                 for pk, title in Document.objects.filter(status=Document.Status.READY).values_list("pk", "title")
@@ -122,6 +144,19 @@ class Library:
         )
         library.position = {int(pk): i for i, pk in enumerate(library.ids)}
         return library
+
+    def best_windows(self, positions: np.ndarray, query: np.ndarray, whole: np.ndarray) -> np.ndarray:
+        """The similarity of each passage's window closest to `query`; `whole` (the passage's own
+        similarity) for a passage stored without windows."""
+        out = whole.astype("float32")
+        spans = self.window_spans[positions]
+        counts = spans[:, 1] - spans[:, 0]
+        has = counts > 0
+        if has.any():
+            rows = np.concatenate([np.arange(start, end) for start, end in spans[has].tolist()])
+            similarity = self.window_rows[rows].astype("float32") @ query
+            out[has] = np.maximum.reduceat(similarity, np.concatenate([[0], np.cumsum(counts[has])[:-1]]))
+        return out
 
     def bm25(self, question: str) -> np.ndarray:
         """The BM25 score of every passage, by position."""
@@ -142,10 +177,13 @@ _library: Library | None = None
 
 
 def library() -> Library:
-    """The process's Library, rebuilt when the live passages change (read from the database)."""
+    """The process's Library, rebuilt when the live passages change or gain windows (read from the
+    database: the worker embeds windows after a document is ready)."""
     global _library
     version = tuple(
-        Chunk.live.filter(document__status=Document.Status.READY).aggregate(n=Count("pk"), last=Max("pk")).values()
+        Chunk.live.filter(document__status=Document.Status.READY)
+        .aggregate(n=Count("pk"), last=Max("pk"), windowed=Count("pk", filter=~Q(windows=b"")))
+        .values()
     )
     with _library_lock:
         if _library is None or _library.version != version:
@@ -254,6 +292,11 @@ def candidates(
         doc_rank[d] = doc_rank.get(d, 0) + 1
         in_document[row] = doc_rank[d]
 
+    base_cand = base[positions]
+    window_best = lib.best_windows(positions, q, base_cand)
+    window_rank = np.empty(len(positions), dtype="float32")
+    window_rank[np.argsort(-window_best, kind="stable")] = np.arange(1, len(positions) + 1)
+
     rows = np.zeros((len(positions), len(FEATURES)), dtype="float32")
     for row, p in enumerate(positions.tolist()):
         d = int(lib.document_ids[p])
@@ -286,6 +329,9 @@ def candidates(
             len(terms & lib.title_terms.get(d, frozenset())) / len(terms) if terms else 0.0,
             base[p] if adapter is not None else cand_dense[row],
             base_rank.get(p, k + 1) if base_rank is not None else dr,
+            window_best[row],
+            window_rank[row],
+            window_best[row] - base_cand[row],
         )
     return Candidates(positions, rows)
 
@@ -364,5 +410,23 @@ class Ranker:
 
 
 def untrained_order(group: Candidates, fusion: str = "rrf") -> np.ndarray:
-    """The candidates in the order of a fusion without a model ("rrf" or "minmax")."""
-    return group.positions[np.argsort(-group.column(fusion), kind="stable")]
+    """The candidates in the order of a fusion without a model ("rrf" or "minmax"); "rrf" is the
+    product's untrained ranking, so with windows on its best WINDOW_POOL are reordered by their best
+    windows as retrieve does."""
+    order = group.positions[np.argsort(-group.column(fusion), kind="stable")]
+    if fusion != "rrf" or not settings.WINDOW_WORDS:
+        return order
+    best = dict(zip(group.positions.tolist(), group.column("window_best").tolist(), strict=True))
+    return np.array(reorder_by_windows(order.tolist(), [best[p] for p in order[:WINDOW_POOL].tolist()]), dtype="int64")
+
+
+def reorder_by_windows(order: list[int], best: list[float]) -> list[int]:
+    """The first WINDOW_POOL items of `order` reordered by reciprocal rank fusion (equal weights) of
+    their place and of their best window's similarity to the question (`best`, one for each of
+    them), the rest after them: a long passage whose one paragraph answers moves up
+    (docs/benchmarks.md, "Passage windows")."""
+    pool = order[:WINDOW_POOL]
+    fused = [1.0 / (RRF_K + 1 + i) for i in range(len(pool))]
+    for place, i in enumerate(sorted(range(len(pool)), key=lambda i: -best[i])):
+        fused[i] += 1.0 / (RRF_K + 1 + place)
+    return [pool[i] for i in sorted(range(len(pool)), key=lambda i: -fused[i])] + order[WINDOW_POOL:]

@@ -20,7 +20,6 @@ from .schemas import Passage
 
 MODES = ("hybrid", "dense", "bm25")
 RRF_K = 60  # the usual constant of reciprocal rank fusion
-WINDOW_POOL = 20  # the best candidates by_windows reorders, whatever k (docs/benchmarks.md, "Passage windows")
 
 
 def fuse(rankings: list[list[int]], weights: list[float]) -> list[int]:
@@ -109,10 +108,8 @@ def by_windows(ranked: list[int], chunks: dict[int, Chunk], query: np.ndarray) -
     each passage's best window's similarity to the question (a passage with one paragraph that
     answers ranks by that paragraph, not by the average of all of them: docs/benchmarks.md,
     "Passage windows"). A passage stored without windows takes its own vector's similarity."""
-    pool, rest = ranked[:WINDOW_POOL], ranked[WINDOW_POOL:]
-    best = [window_similarity(chunks.get(chunk_id), query) for chunk_id in pool]
-    by_window = sorted(range(len(pool)), key=lambda i: -best[i])
-    return fuse([pool, [pool[i] for i in by_window]], [1.0, 1.0]) + rest
+    best = [window_similarity(chunks.get(chunk_id), query) for chunk_id in ranked[: rank.WINDOW_POOL]]
+    return rank.reorder_by_windows(ranked, best)
 
 
 def window_similarity(chunk: Chunk | None, query: np.ndarray) -> float:
