@@ -4,10 +4,10 @@ without its three window columns, same folds, same candidates, one run.
     REGQA_DATA_DIR=DIR .venv/bin/python bench/window_feature.py QUESTIONS.jsonl [--folds 5]
 
 Each question's candidates and features are computed once (as `train_retrieval` does, packaged
-embedder, no query adapter); the first run trains and scores the ranker on the product's columns
-minus window_best, window_rank and window_gain (rank.FEATURES before windows), the second on all of
-them. The library's passages need their windows stored (`manage.py index windows`), else the
-window columns only repeat the passage's own similarity.
+embedder, no query adapter); the first run trains and scores the ranker with window_best,
+window_rank and window_gain held constant (so it learns from the columns of rank.FEATURES before
+windows), the second on all of them. The library's passages need their windows stored
+(`manage.py index windows`), else the window columns only repeat the passage's own similarity.
 """
 
 from __future__ import annotations
@@ -22,10 +22,17 @@ WINDOW_FEATURES = ["window_best", "window_rank", "window_gain"]
 
 
 def without_window_features(items: list) -> list:
+    """The items with the window columns made constant (0): LightGBM cannot split on them, so the
+    ranker learns from the other columns only; the untrained ranking still reads them."""
     from regqa.qa import rank
 
-    keep = [i for i, name in enumerate(rank.FEATURES) if name not in WINDOW_FEATURES]
-    return [dataclasses.replace(i, group=rank.Candidates(i.group.positions, i.group.features[:, keep])) for i in items]
+    blank = [rank.FEATURES.index(name) for name in WINDOW_FEATURES]
+    out = []
+    for item in items:
+        features = item.group.features.copy()
+        features[:, blank] = 0.0
+        out.append(dataclasses.replace(item, group=rank.Candidates(item.group.positions, features)))
+    return out
 
 
 def main() -> None:
@@ -39,14 +46,7 @@ def main() -> None:
     def train(chosen):
         return rank.Ranker.train([i.group for i in chosen], [i.labels for i in chosen])
 
-    every = list(rank.FEATURES)
-    for name in ("without window features", "product features"):
-        chosen = items
-        if name == "without window features":
-            rank.FEATURES[:] = [f for f in every if f not in WINDOW_FEATURES]  # this process only
-            chosen = without_window_features(items)
-        else:
-            rank.FEATURES[:] = every
+    for name, chosen in (("without window features", without_window_features(items)), ("product features", items)):
         started = time.perf_counter()
         figures = training.cross_validate(chosen, args.folds, train=train)
         print(figures_line(name, figures["reranker"], 24) + f"  {time.perf_counter() - started:.0f} s", flush=True)

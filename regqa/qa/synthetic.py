@@ -30,6 +30,10 @@ KEEP_TOP = 20  # the source passage must be in the untrained ranking's top 20
 MIN_WORDS = 25  # shorter passages (headings, fragments) make poor questions
 PASSAGE_WORDS = 250  # the text given to the model, at most
 QUESTION_TOKENS = 64
+NOT_ACTIVATED_WRITTEN = (
+    "Not activated by itself: trained on written questions only, whose figures overrate it (questions written "
+    "from a passage are easier than an analyst's); measure it on real questions (evaluate retrieval), then activate it"
+)  # docs/benchmarks.md ("Passage windows"): one beat the untrained ranking on its own questions, lost on real ones
 _PREFIX = re.compile(r"^\s*(?:question\s*\d*\s*[:.-]\s*|q\s*[:.-]\s*|\d+[.)]\s*)", re.I)
 
 
@@ -186,7 +190,12 @@ def train(
         else None,
         "labelled_questions": len(labelled),
     }
-    return training.train_bundle(
-        record, labelled + pairs(record), folds=folds, activate=activate, adapt=adapt, progress=progress,
-        user=user, actor=actor, about=about,
+    only_written = not labelled
+    record = training.train_bundle(
+        record, labelled + pairs(record), folds=folds, activate=activate and not only_written, adapt=adapt,
+        progress=progress, user=user, actor=actor, about=about,
     )  # fmt: skip
+    if only_written and record.status == RetrievalBundle.Status.READY:
+        RetrievalBundle.objects.filter(pk=record.pk).update(detail=f"{record.detail}. {NOT_ACTIVATED_WRITTEN}")
+        record.refresh_from_db()
+    return record
