@@ -14,7 +14,8 @@ from regqa.documents.ingest import ingest_document
 from regqa.documents.models import Chunk, Document
 from regqa.documents.passages import read_passages, sections_for
 from regqa.qa.evaluate import hits_per_rank, score
-from regqa.qa.retrieve import Passage, fuse, retrieve
+from regqa.qa.rank import fuse
+from regqa.qa.retrieve import Passage, retrieve
 
 from .conftest import FIXTURES, make_pdf
 

@@ -61,7 +61,7 @@ FEATURES = [
     "window_gain",  # window_best - base_dense: one paragraph answers better than the whole passage
 ]
 NORMATIVE = re.compile(r"\b(?:must|shall|may not|required|prohibited|should|is to|are to)\b", re.I)
-RRF_K = 60
+RRF_K = 60  # the usual constant of reciprocal rank fusion
 WINDOW_POOL = 20  # the best candidates the untrained ranking reorders by windows, whatever k (docs/benchmarks.md)
 
 
@@ -114,8 +114,8 @@ class Library:
         n = len(rows)
         vectors = np.zeros((n, embed.DIMENSIONS), dtype="float32")
         neighbours = np.full((n, 2), -1, dtype="int64")
-        window_blobs = [bytes(row[9] or b"") for row in rows]
-        window_counts = np.array([len(b) // (2 * embed.DIMENSIONS) for b in window_blobs], dtype="int64")
+        blobs = [bytes(row[9] or b"") for row in rows]  # float16 rows (embed.window_vectors)
+        window_counts = np.array([len(b) // (2 * embed.DIMENSIONS) for b in blobs], dtype="int64")
         window_ends = np.cumsum(window_counts)
         for i, row in enumerate(rows):
             if row[5]:
@@ -134,7 +134,7 @@ class Library:
             text_terms=[frozenset(content_terms(r[4])) for r in rows],
             external_ids=[r[6] for r in rows],
             pages=[(r[7], r[8]) for r in rows],
-            window_rows=np.frombuffer(b"".join(window_blobs), dtype="float16").reshape(-1, embed.DIMENSIONS),
+            window_rows=np.frombuffer(b"".join(blobs), dtype="float16").reshape(-1, embed.DIMENSIONS),
             window_spans=np.column_stack([window_ends - window_counts, window_ends]),
             title_terms={
                 pk: frozenset(content_terms(title))
@@ -413,11 +413,12 @@ def untrained_order(group: Candidates, fusion: str = "rrf") -> np.ndarray:
     """The candidates in the order of a fusion without a model ("rrf" or "minmax"); "rrf" is the
     product's untrained ranking, so with windows on its best WINDOW_POOL are reordered by their best
     windows as retrieve does."""
-    order = group.positions[np.argsort(-group.column(fusion), kind="stable")]
+    rows = np.argsort(-group.column(fusion), kind="stable")
+    order = group.positions[rows]
     if fusion != "rrf" or not settings.WINDOW_WORDS:
         return order
-    best = dict(zip(group.positions.tolist(), group.column("window_best").tolist(), strict=True))
-    return np.array(reorder_by_windows(order.tolist(), [best[p] for p in order[:WINDOW_POOL].tolist()]), dtype="int64")
+    best = group.column("window_best")[rows[:WINDOW_POOL]].tolist()
+    return np.array(reorder_by_windows(order.tolist(), best), dtype="int64")
 
 
 def reorder_by_windows(order: list[int], best: list[float]) -> list[int]:
@@ -426,7 +427,14 @@ def reorder_by_windows(order: list[int], best: list[float]) -> list[int]:
     them), the rest after them: a long passage whose one paragraph answers moves up
     (docs/benchmarks.md, "Passage windows")."""
     pool = order[:WINDOW_POOL]
-    fused = [1.0 / (RRF_K + 1 + i) for i in range(len(pool))]
-    for place, i in enumerate(sorted(range(len(pool)), key=lambda i: -best[i])):
-        fused[i] += 1.0 / (RRF_K + 1 + place)
-    return [pool[i] for i in sorted(range(len(pool)), key=lambda i: -fused[i])] + order[WINDOW_POOL:]
+    by_window = [pool[i] for i in sorted(range(len(pool)), key=lambda i: -best[i])]
+    return fuse([pool, by_window], [1.0, 1.0]) + order[WINDOW_POOL:]
+
+
+def fuse(rankings: list[list[int]], weights: list[float]) -> list[int]:
+    """Weighted reciprocal rank fusion: sum of weight / (RRF_K + rank) over the lists."""
+    scores: dict[int, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for place, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + weight / (RRF_K + place)
+    return sorted(scores, key=lambda item: -scores[item])

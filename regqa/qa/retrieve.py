@@ -19,16 +19,6 @@ from . import bundle, rank
 from .schemas import Passage
 
 MODES = ("hybrid", "dense", "bm25")
-RRF_K = 60  # the usual constant of reciprocal rank fusion
-
-
-def fuse(rankings: list[list[int]], weights: list[float]) -> list[int]:
-    """Weighted reciprocal rank fusion: sum of weight / (RRF_K + rank) over the lists."""
-    scores: dict[int, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        for position, chunk_id in enumerate(ranking, start=1):
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + position)
-    return sorted(scores, key=lambda chunk_id: -scores[chunk_id])
 
 
 def retrieve(
@@ -134,7 +124,7 @@ def first_stage(question: str, query: np.ndarray, mode: str, n: int, documents: 
         allowed = set(only) if only is not None else None
         rankings.append([chunk_id for chunk_id, _ in lexical.get_lexical_index().search(question, n, allowed)])
         weights.append(settings.FUSION_LEXICAL_WEIGHT)
-    return fuse(rankings, weights)
+    return rank.fuse(rankings, weights)
 
 
 DUPLICATE_SIMILARITY = 0.97  # cosine of the stored embeddings...
