@@ -175,9 +175,12 @@ def test_a_bundle_is_trained_activated_recorded_on_answers_and_rolled_back(corpu
     assert retrieve(question, k=1)[0].bundle == first.label
     assert bundle.rollback(actor="test") is None  # before the first bundle: the untrained ranking
     assert retrieve(question, k=1)[0].bundle == ""
+    second.refresh_from_db()
+    bundle.activate(second, actor="test")  # from the untrained ranking: rolling back returns to it, not to first
+    assert bundle.rollback(actor="test") is None and not RetrievalBundle.objects.filter(status="active").exists()
     kinds = list(AuditEvent.objects.order_by("seq").values_list("kind", flat=True))
-    assert kinds.count(EventKind.RETRIEVAL_TRAINED) == 2 and kinds.count(EventKind.RETRIEVAL_ACTIVATED) == 2
-    assert kinds.count(EventKind.RETRIEVAL_ROLLED_BACK) == 2
+    assert kinds.count(EventKind.RETRIEVAL_TRAINED) == 2 and kinds.count(EventKind.RETRIEVAL_ACTIVATED) == 3
+    assert kinds.count(EventKind.RETRIEVAL_ROLLED_BACK) == 3
     with pytest.raises(bundle.BundleError):
         bundle.rollback()
 

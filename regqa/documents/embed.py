@@ -72,9 +72,25 @@ def get_model():
 
 def embed_passages(texts: list[str]) -> np.ndarray:
     """Unit-length float32 vectors, one row per text (inner product = cosine similarity)."""
+    return encode_with(get_model(), texts) if texts else np.zeros((0, DIMENSIONS), dtype="float32")
+
+
+@cache
+def load_model(path: str):
+    """Another sentence-transformers model of the same size from a local directory (a retrieval
+    bundle's fine-tuned embedder), loaded once per process."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(settings.LLM_THREADS)
+    return SentenceTransformer(path, device="cpu", local_files_only=True)
+
+
+def encode_with(model, texts: list[str]) -> np.ndarray:
+    """embed_passages with a given model; one encode at a time with every other model's."""
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype="float32")
-    model = get_model()
     step = settings.EMBEDDING_BATCH_SIZE
     order = np.argsort([len(t) for t in texts], kind="stable")  # batches of similar length pad little
     vectors = np.empty((len(texts), DIMENSIONS), dtype="float32")

@@ -84,12 +84,12 @@ def fine_tune(
             batch = order[start : start + batch_size]
             if len(batch) < 2:
                 continue
-            queries = model(model.tokenize([pair[0] for pair in batch]))["sentence_embedding"]
+            queries = model(model.preprocess([pair[0] for pair in batch]))["sentence_embedding"]
             # In-batch negatives: every other passage of the batch is a wrong answer to a question,
             # and so is each hard negative (a third element: a passage the first stage ranks high
             # that is not gold); the same passage twice in a batch is not a negative of itself.
             texts = [pair[1] for pair in batch] + [pair[2] for pair in batch if len(pair) > 2]
-            passages = model(model.tokenize(texts))["sentence_embedding"]
+            passages = model(model.preprocess(texts))["sentence_embedding"]
             scores = queries @ passages.T * 20.0
             gold = [pair[1] for pair in batch]
             same = torch.tensor([[a == b and i != j for j, b in enumerate(texts)] for i, a in enumerate(gold)])

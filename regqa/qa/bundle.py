@@ -22,6 +22,7 @@ from regqa.audit import log as audit_log
 from regqa.audit.models import EventKind
 
 from .adapter import QueryAdapter
+from .encoder import VECTORS_FILE, TunedEncoder
 from .models import RetrievalBundle
 from .rank import Ranker
 
@@ -44,6 +45,7 @@ def write(
     manifest: dict[str, Any],
     adapter: QueryAdapter | None = None,
     decision: dict[str, Any] | None = None,
+    encoder: TunedEncoder | None = None,
 ) -> Path:
     """Write the bundle's files (into a temporary directory first, then renamed into place)."""
     final = directory(bundle)
@@ -55,6 +57,8 @@ def write(
         adapter.save(partial / ADAPTER_FILE)
     if decision is not None:
         (partial / DECISION_FILE).write_text(json.dumps(decision, indent=1))
+    if encoder is not None:
+        encoder.save(partial)
     (partial / "bundle.json").write_text(json.dumps(manifest, indent=1, default=str))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
@@ -71,10 +75,11 @@ class Learned(NamedTuple):
     manifest: dict[str, Any]
     adapter: QueryAdapter | None  # the embedder adapted on the query side, if the bundle has one
     decision: dict[str, Any] | None  # its answer/decline decision model, as decision_model reads it
+    encoder: TunedEncoder | None  # its fine-tuned embedder with its own passage vectors, if it has one
 
 
 _cache_lock = threading.Lock()
-_cache: dict[tuple[int, str], tuple[Ranker, dict[str, Any], QueryAdapter | None, dict[str, Any] | None]] = {}
+_cache: dict[tuple, Learned] = {}
 
 
 def active_ranker() -> Learned | None:
@@ -83,16 +88,39 @@ def active_ranker() -> Learned | None:
     bundle = active()
     if bundle is None:
         return None
-    key = (bundle.pk, bundle.created_at.isoformat())  # a new database may reuse a pk for another bundle
+    folder = directory(bundle)
+    vectors = folder / VECTORS_FILE  # replaced when the worker embeds passages added since (encoder.refresh)
+    stamp = vectors.stat().st_mtime_ns if vectors.is_file() else 0
+    key = (bundle.pk, bundle.created_at.isoformat(), stamp)  # a new database may reuse a pk for another bundle
     with _cache_lock:
         if key not in _cache:
-            folder = directory(bundle)
+            for old in [k for k in _cache if k[:2] == key[:2]]:
+                del _cache[old]
             adapter = QueryAdapter.load(folder / ADAPTER_FILE) if (folder / ADAPTER_FILE).is_file() else None
             manifest = json.loads((folder / "bundle.json").read_text())
             decision = json.loads((folder / DECISION_FILE).read_text()) if (folder / DECISION_FILE).is_file() else None
-            _cache[key] = (Ranker.load(folder / "ranker.txt"), manifest, adapter, decision)
-        ranker, manifest, adapter, decision = _cache[key]
-    return Learned(bundle, ranker, manifest, adapter, decision)
+            ranker = Ranker.load(folder / "ranker.txt")
+            _cache[key] = Learned(bundle, ranker, manifest, adapter, decision, TunedEncoder.load(folder))
+        return _cache[key]._replace(bundle=bundle)
+
+
+_refresh_asked: set[tuple] = set()
+
+
+def refresh_when_behind(learned: Learned, lib: Any) -> None:
+    """Queue the embedding, with the bundle's fine-tuned embedder, of the passages its copy of the
+    vectors lacks (documents added since it was trained): asked once per library version and process."""
+    if learned.encoder is None:
+        return
+    key = (learned.bundle.pk, learned.bundle.created_at.isoformat(), lib.version)
+    if key in _refresh_asked:
+        return
+    _refresh_asked.add(key)
+    if learned.encoder.missing(lib.ids.tolist()):
+        from . import tasks  # tasks imports training, which imports this module
+
+        pk = learned.bundle.pk
+        transaction.on_commit(lambda: tasks.refresh_encoder.enqueue(pk))
 
 
 def score(figures: dict[str, Any], method: str = "reranker") -> float:
@@ -125,7 +153,7 @@ def activate(bundle: RetrievalBundle, *, user=None, actor: str = "", reason: str
         previous = active()
         RetrievalBundle.objects.filter(status=RetrievalBundle.Status.ACTIVE).update(status=RetrievalBundle.Status.READY)
         RetrievalBundle.objects.filter(pk=bundle.pk).update(
-            status=RetrievalBundle.Status.ACTIVE, activated_at=timezone.now()
+            status=RetrievalBundle.Status.ACTIVE, activated_at=timezone.now(), replaced=previous
         )
         bundle.refresh_from_db()
         audit_log.record(
@@ -139,16 +167,16 @@ def activate(bundle: RetrievalBundle, *, user=None, actor: str = "", reason: str
 
 
 def rollback(*, user=None, actor: str = "") -> RetrievalBundle | None:
-    """Make the bundle that was active before the current one active again (or none, if there
-    was none before it). Returns the bundle now active."""
+    """Make the bundle that was active when the current one was activated active again (or none,
+    if the untrained ranking was, or that bundle is gone). Returns the bundle now active."""
     with transaction.atomic():
         current = active()
         if current is None:
             raise BundleError("No retrieval bundle is active: there is nothing to roll back.")
         earlier = (
-            RetrievalBundle.objects.filter(status=RetrievalBundle.Status.READY, activated_at__lt=current.activated_at)
-            .order_by("-activated_at")
-            .first()
+            RetrievalBundle.objects.filter(pk=current.replaced_id, status=RetrievalBundle.Status.READY).first()
+            if current.replaced_id is not None
+            else None
         )
         RetrievalBundle.objects.filter(pk=current.pk).update(status=RetrievalBundle.Status.READY)
         if earlier is not None:

@@ -34,7 +34,7 @@ FEATURES = [
     "bm25",  # BM25 score
     "bm25_rank",  # 1 = best; N + 1 when outside BM25's top N
     "bm25_share",  # score / the question's best BM25 score
-    "dense",  # cosine similarity with the question (the bundle's adapted question vector, if it has one)
+    "dense",  # cosine similarity with the question (the bundle's adapted question vector or tuned embedder, if any)
     "dense_rank",
     "dense_gap",  # best dense similarity minus this one
     "rrf",  # weighted reciprocal rank fusion of the two ranks (the untrained ranking)
@@ -54,7 +54,7 @@ FEATURES = [
     "document_dense_gap",  # best dense similarity overall minus the best of the passage's document
     "rank_in_document",  # the passage's place by fused rank among its document's candidates
     "title_overlap",  # share of the question's content words in the document's title
-    "base_dense",  # cosine similarity with the packaged embedder's question vector (= dense without adapter)
+    "base_dense",  # cosine similarity with the packaged embedder's question vector (= dense, packaged)
     "base_dense_rank",  # its rank over the library (N + 1 outside the top N)
     "window_best",  # cosine similarity of the passage's window closest to the question (= base_dense: no windows)
     "window_rank",  # its rank among the candidates
@@ -233,34 +233,45 @@ def candidates(
     query_vector: np.ndarray | None = None,
     adapter: QueryAdapter | None = None,
     bm25: np.ndarray | None = None,
+    tuned: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Candidates:
     """The union of BM25's and the dense half's top `n` for the question (`allowed`: a boolean
     mask of positions the question may see), with the features of each. With an `adapter` the
-    dense half searches with the adapted question vector; `bm25` passes the question's BM25
-    scores when they are already known (training relabels the same questions per fold)."""
+    dense half searches with the adapted question vector; with `tuned` (a fine-tuned embedder's
+    passage vectors by position and question vector, encoder.py) it searches those, and the
+    packaged embedder's top `n` join the candidates (they find what the tuned copy lacks yet);
+    `bm25` passes the question's BM25 scores when they are already known (training relabels the
+    same questions per fold)."""
     n = n or settings.RETRIEVAL_CANDIDATES
     count = len(lib.ids)
     if count == 0:
         return Candidates(np.zeros(0, dtype="int64"), np.zeros((0, len(FEATURES)), dtype="float32"))
     q = embed.embed_query(question) if query_vector is None else query_vector
     base = lib.vectors @ q
-    dense = base if adapter is None else lib.vectors @ adapter.apply(q)
+    if tuned is not None:
+        dense = tuned[0] @ tuned[1]
+    else:
+        dense = base if adapter is None else lib.vectors @ adapter.apply(q)
     bm25 = lib.bm25(question) if bm25 is None else bm25
     if allowed is not None:
         base = np.where(allowed, base, -np.inf).astype("float32")
         dense = np.where(allowed, dense, -np.inf).astype("float32")
         bm25 = np.where(allowed, bm25, -np.inf).astype("float32")
     k = min(n, count)
-    if adapter is None:
+    top_base = np.zeros(0, dtype="int64")
+    if adapter is None and tuned is None:
         base_rank: dict[int, int] | None = None
     else:
         top_base = np.argpartition(-base, k - 1)[:k]
-        base_rank = _ranks(base, top_base[np.isfinite(base[top_base])], k)
+        top_base = top_base[np.isfinite(base[top_base])]
+        base_rank = _ranks(base, top_base, k)
     top_dense = np.argpartition(-dense, k - 1)[:k]
     top_bm25 = np.argpartition(-bm25, k - 1)[:k]
     top_dense = top_dense[np.isfinite(dense[top_dense])]
     top_bm25 = top_bm25[np.isfinite(bm25[top_bm25]) & (bm25[top_bm25] > 0)]
     positions = np.union1d(top_dense, top_bm25).astype("int64")
+    if tuned is not None:
+        positions = np.union1d(positions, top_base).astype("int64")
     if len(positions) == 0:
         return Candidates(positions, np.zeros((0, len(FEATURES)), dtype="float32"))
     dense_rank, bm25_rank = _ranks(dense, top_dense, k), _ranks(bm25, top_bm25, k)
@@ -327,7 +338,7 @@ def candidates(
             best_dense - doc_dense[d],
             in_document[row],
             len(terms & lib.title_terms.get(d, frozenset())) / len(terms) if terms else 0.0,
-            base[p] if adapter is not None else cand_dense[row],
+            base[p] if base_rank is not None else cand_dense[row],
             base_rank.get(p, k + 1) if base_rank is not None else dr,
             window_best[row],
             window_rank[row],

@@ -40,9 +40,14 @@ def retrieve(
     if learned is not None:
         lib = rank.library()
         allowed = None if documents is None else np.isin(lib.document_ids, documents)
+        tuned = None
+        if learned.encoder is not None:
+            tuned = (learned.encoder.aligned(lib), learned.encoder.embed([question])[0])
+            bundle.refresh_when_behind(learned, lib)
         group = rank.candidates(
-            question, lib, learned.manifest.get("depth", n), allowed, query_vector=query, adapter=learned.adapter
-        )
+            question, lib, learned.manifest.get("depth", n), allowed, query_vector=query, adapter=learned.adapter,
+            tuned=tuned,
+        )  # fmt: skip
         scores = learned.ranker.score(group)
         best = np.argsort(-scores, kind="stable")[: k * 4]
         ranked = [int(lib.ids[group.positions[i]]) for i in best]

@@ -9,6 +9,7 @@ features never name a passage (rank.py), so no question is answered from another
 from __future__ import annotations
 
 import hashlib
+import shutil
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from regqa.audit.models import EventKind
 from regqa.documents import embed
 from regqa.documents.models import Chunk
 
-from . import adapter, decision_model
+from . import adapter, decision_model, encoder
 from .adapter import QueryAdapter
 from .bundle import activate as activate_bundle
 from .bundle import beats_active, write
@@ -75,6 +76,7 @@ class Labelled:
     gold_of: list[set[int]]  # per candidate, the gold items it satisfies
     n_gold: int
     query_vector: np.ndarray | None = None  # the packaged embedder's vector of the question
+    tuned_vector: np.ndarray | None = None  # the fine-tuned embedder's, when labelled with one
 
 
 def gold_hits(lib: Library, position: int, gold: list[dict], file_names: dict[int, str]) -> set[int]:
@@ -160,14 +162,18 @@ def label(
     adapter: QueryAdapter | None = None,
     vectors: np.ndarray | None = None,
     bm25_cache: dict[str, np.ndarray] | None = None,
+    tuned: encoder.TunedEncoder | None = None,
 ) -> list[Labelled]:
     """Candidates, features and gold labels of every question (one batch of query embeddings,
     or `vectors` already computed; `bm25_cache` keeps each question's BM25 scores for the next
-    call, as cross-validation relabels the same questions with each fold's adapter)."""
+    call, as cross-validation relabels the same questions with each fold's adapter or `tuned`
+    embedder)."""
     names = file_names()
+    texts = [q.question for q in questions]
     if vectors is None:
-        texts = [q.question for q in questions]
         vectors = embed.embed_passages(texts) if texts else np.zeros((0, embed.DIMENSIONS), dtype="float32")
+    tuned_vectors = tuned.embed(texts) if tuned is not None else None
+    passages = tuned.aligned(lib) if tuned is not None else None
     out = []
     for i, q in enumerate(questions):
         bm25 = None
@@ -175,13 +181,15 @@ def label(
             bm25 = bm25_cache.get(q.qid)
             if bm25 is None:
                 bm25 = bm25_cache[q.qid] = lib.bm25(q.question)
+        tuned_vector = tuned_vectors[i] if tuned_vectors is not None else None
+        space = (passages, tuned_vector) if passages is not None and tuned_vector is not None else None
         group = candidates(
             q.question, lib, depth, fusion_dense_weight=fusion_dense_weight, query_vector=vectors[i],
-            adapter=adapter, bm25=bm25,
+            adapter=adapter, bm25=bm25, tuned=space,
         )  # fmt: skip
         gold_of = [gold_hits(lib, int(p), q.gold, names) for p in group.positions]
         labels = np.array([bool(g) for g in gold_of], dtype="int32")
-        out.append(Labelled(q, group, labels, gold_of, len(q.gold), vectors[i]))
+        out.append(Labelled(q, group, labels, gold_of, len(q.gold), vectors[i], tuned_vector))
         if progress:
             progress(i + 1)
     return out
@@ -202,6 +210,32 @@ def adapter_examples(items: Sequence[Labelled], lib: Library, names: dict[int, s
         negatives = [p for p in order if p not in positives][: adapter.HARD_NEGATIVES]
         out.append(adapter.Example(query_vector(item), sorted(positives), negatives))
     return out
+
+
+def encoder_triples(items: Sequence[Labelled], lib: Library, texts: list[str]) -> list[tuple[str, str, str]]:
+    """Training triples of the embedder: each question with each of its gold passages (anywhere
+    in the library) and the best-ranked non-gold candidate of the untrained ranking. `texts`:
+    the library's passages as embedded, by position."""
+    names = file_names()
+    out = []
+    for item in items:
+        positives = gold_positions(lib, item.question.gold, names)
+        negative = next((int(p) for p in untrained_order(item.group) if int(p) not in positives), None)
+        if negative is None:
+            continue
+        out += [(item.question.question, texts[p], texts[negative]) for p in sorted(positives) if texts[p]]
+    return out
+
+
+def fit_encoder(
+    items: Sequence[Labelled], lib: Library, out_dir: Path, note: Callable[[str], None] | None = None
+) -> tuple[encoder.TunedEncoder, dict[str, Any]]:
+    """The packaged embedder fine-tuned on `items` (encoder.py), with its vectors of the library."""
+    triples = encoder_triples(items, lib, encoder.passage_texts(lib.ids.tolist()))
+    if len(triples) < 2:
+        raise TrainingError("Too few questions with a gold passage in the library to fine-tune the embedder on.")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return encoder.fit(triples, lib.ids, out_dir, note)
 
 
 def folds_of(questions: Sequence[Question], k: int, salt: str = "") -> list[int]:
@@ -273,6 +307,7 @@ def choose_fusion_weight(items: Sequence[Labelled], k: int) -> float:
 
 METHODS = ("bm25", "dense", "rrf", "minmax", "reranker")
 ADAPTED = "adapted_dense"  # the dense half with the fold's query adapter (reported when adapting)
+TUNED = "tuned_dense"  # the dense half with the fold's fine-tuned embedder (reported when fine-tuning)
 
 
 def fit_adapter(items: Sequence[Labelled], lib: Library) -> tuple[QueryAdapter | None, dict[str, Any]]:
@@ -341,7 +376,12 @@ def read_passages(
 
 
 def decision_rows(
-    held: Sequence[Labelled], ranker: Ranker, lib: Library, fitted: QueryAdapter | None, texts: dict
+    held: Sequence[Labelled],
+    ranker: Ranker,
+    lib: Library,
+    fitted: QueryAdapter | None,
+    texts: dict,
+    tuned: encoder.TunedEncoder | None = None,
 ) -> list[DecisionRow]:
     """Out-of-fold examples for the decision: each held-out question as asked (stated when a gold
     passage is among the passages read) and again with its gold documents withheld (not stated)."""
@@ -359,7 +399,10 @@ def decision_rows(
         allowed = ~np.isin(lib.document_ids, gold_documents)
         if not allowed.any():
             continue
-        group = candidates(q.question, lib, FIRST_STAGE_DEPTH, allowed, query_vector=query, adapter=fitted)
+        space = (tuned.aligned(lib), item.tuned_vector) if tuned is not None and item.tuned_vector is not None else None
+        group = candidates(
+            q.question, lib, FIRST_STAGE_DEPTH, allowed, query_vector=query, adapter=fitted, tuned=space
+        )  # fmt: skip
         withheld = read_passages(group, ranker, lib, query, texts)
         if withheld:
             rows.append(DecisionRow(q.qid, decision_model.signals(q.question, withheld), 0))
@@ -394,13 +437,17 @@ def cross_validate(
     progress: Callable[[int], None] | None = None,
     adapt: Library | None = None,
     decide: list[DecisionRow] | None = None,
+    tune_in: Path | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train on k-1 folds, evaluate the held-out one, for every fold: each method's mean and
     standard deviation over folds, and the first stage's recall. With `adapt` (the library), each
     fold also trains a query adapter on its training questions, relabels every question with it
     (the first stage changes) and trains and scores the reranker on those candidates. With
     `decide` (a list), each fold's ranker also ranks its held-out questions as asked and with
-    their gold documents withheld, and the answer decision's examples are appended to it."""
+    their gold documents withheld, and the answer decision's examples are appended to it. With
+    `tune_in` (a scratch directory) and `adapt`, each fold fine-tunes the embedder on its training
+    questions instead of fitting a query adapter (minutes a fold: `note` says how far it is)."""
     train = train or train_ranker
     lib = adapt or (library() if decide is not None else None)
     texts = (
@@ -422,7 +469,18 @@ def cross_validate(
             row[method] = summarise(held, method, None, k, weight)
         tuned_held, tuned_rest = held, rest
         fitted = None
-        if adapt is not None:
+        fold_encoder = None
+        if adapt is not None and tune_in is not None:
+            fold_note = (lambda text, f=fold: note(f"fold {f + 1} of {k_folds}: {text}")) if note else None
+            fold_encoder, row["encoder"] = fit_encoder(rest, adapt, tune_in / f"fold-{fold + 1}", fold_note)
+            relabel = {}
+            for part in (rest, held):
+                vectors = np.stack([query_vector(i) for i in part])
+                relabel[id(part)] = label([i.question for i in part], adapt, vectors=vectors, bm25_cache=bm25_cache,
+                                          tuned=fold_encoder)  # fmt: skip
+            tuned_rest, tuned_held = relabel[id(rest)], relabel[id(held)]
+            row[TUNED] = summarise(tuned_held, "dense", None, k)
+        elif adapt is not None:
             fitted, row["adapter"] = fit_adapter(rest, adapt)
             if fitted is not None:
                 relabel = {}
@@ -437,7 +495,10 @@ def cross_validate(
         row["reranker"] = summarise(tuned_held, "reranker", ranker, k)
         if decide is not None:
             assert lib is not None
-            decide.extend(decision_rows(tuned_held, ranker, lib, fitted, texts))
+            decide.extend(decision_rows(tuned_held, ranker, lib, fitted, texts, fold_encoder))
+        if fold_encoder is not None:
+            shutil.rmtree(fold_encoder.model_dir, ignore_errors=True)
+            embed.load_model.cache_clear()  # the fold's model is not used again
         per_fold.append(row)
         if progress:
             progress(fold + 1)
@@ -457,7 +518,7 @@ def cross_validate(
 
 def methods_of(figures: dict[str, Any]) -> list[str]:
     """The methods a figures block reports, in the order to show them."""
-    return [m for m in (*METHODS[:-1], ADAPTED, "reranker") if m in figures]
+    return [m for m in (*METHODS[:-1], ADAPTED, TUNED, "reranker") if m in figures]
 
 
 def train_ranker(items: Sequence[Labelled]) -> Ranker:
@@ -479,14 +540,21 @@ def train_bundle(
     """Train a retrieval bundle from labelled questions: cross-validate the learned ranking by
     question, train the final ranker on every question, write the bundle, and activate it only
     if its held-out figures beat the active ranking's. With `adapt`, the bundle also carries a
-    query adapter of the embedder (adapter.py), cross-validated like the ranker. Bad input (no question, no gold passage
-    in the library, too few questions for the folds) fails the bundle with the reason and leaves
-    the active bundle untouched."""
+    query adapter of the embedder (adapter.py), cross-validated like the ranker; a bundle asked to
+    (`record.fine_tune_embedder`) carries a fine-tuned embedder and its own vectors of the library
+    instead (encoder.py), fine-tuned once per fold and once more on every question. Bad input (no
+    question, no gold passage in the library, too few questions for the folds) fails the bundle
+    with the reason and leaves the active bundle untouched."""
+    at = [0]
 
     def step(percent: int, detail: str) -> None:
+        at[0] = percent
         RetrievalBundle.objects.filter(pk=record.pk).update(progress=percent, detail=detail)
         if progress:
             progress(percent, detail)
+
+    tune = record.fine_tune_embedder
+    scratch = Path(settings.DATA_DIR) / "retrieval" / "work" / str(record.pk)
 
     try:
         lib = library()
@@ -510,8 +578,10 @@ def train_bundle(
             folds,
             train=train_ranker,
             progress=lambda f: step(60 + 30 * f // folds, f"fold {f}"),
-            adapt=lib if adapt else None,
+            adapt=lib if adapt or tune else None,
             decide=rows,
+            tune_in=scratch if tune else None,
+            note=lambda detail: step(at[0], detail),
         )
         step(90, "Training the answer decision on the held-out rankings")
         decision, figures["decision"] = train_decision(rows)
@@ -526,10 +596,13 @@ def train_bundle(
                 "trained on written questions only, which are easier than real ones: the train_decision model decides"
             )
         step(90, "Training the final adapter and ranker on every question")
-        fitted, adapter_report = fit_adapter(items, lib) if adapt else (None, {"chosen": None})
-        if fitted is not None:
+        fitted, adapter_report = fit_adapter(items, lib) if adapt and not tune else (None, {"chosen": None})
+        tuned, tuned_report = None, None
+        if tune:
+            tuned, tuned_report = fit_encoder(items, lib, scratch / "final", lambda detail: step(90, detail))
+        if fitted is not None or tuned is not None:
             vectors = np.stack([query_vector(i) for i in items])
-            items = label(questions, lib, adapter=fitted, vectors=vectors)
+            items = label(questions, lib, adapter=fitted, vectors=vectors, tuned=tuned)
         ranker = train_ranker(items)
         manifest = {
             "bundle": record.pk,
@@ -537,12 +610,16 @@ def train_bundle(
             "features": FEATURES,
             "depth": FIRST_STAGE_DEPTH,
             "fusion_dense_weight": choose_fusion_weight(items, figures["k"]),
-            "embedder": {"packaged": embed.model_path(), "query_adapter": adapter_report if fitted else None},
+            "embedder": {
+                "packaged": embed.model_path(),
+                "query_adapter": adapter_report if fitted else None,
+                "fine_tuned": tuned_report,
+            },
             "training": found | {"pairs_file": record.pairs_file, "pairs_sha256": record.pairs_sha256} | (about or {}),
             "importance": ranker.importance(),
             "figures": figures,
         }
-        write(record, ranker, manifest, fitted, decision)
+        write(record, ranker, manifest, fitted, decision, tuned)
     except TrainingError as exc:
         RetrievalBundle.objects.filter(pk=record.pk).update(status=RetrievalBundle.Status.FAILED, detail=str(exc))
         record.refresh_from_db()
@@ -552,6 +629,8 @@ def train_bundle(
             status=RetrievalBundle.Status.FAILED, detail=f"Internal error while training: {exc}"
         )
         raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     better, why = beats_active(figures)
     RetrievalBundle.objects.filter(pk=record.pk).update(
         status=RetrievalBundle.Status.READY, progress=100, detail=why, summary=manifest["training"], figures=figures

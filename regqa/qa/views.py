@@ -269,6 +269,7 @@ def retrieval(request: HtmxHttpRequest) -> HttpResponse:
                 pairs_sha256=sha256,
                 synthetic_requested=form.cleaned_data["synthetic"] or 0,
                 folds=form.cleaned_data["folds"],
+                fine_tune_embedder=form.cleaned_data["fine_tune_embedder"],
             )
             folds = form.cleaned_data["folds"]
             transaction.on_commit(lambda: tasks.train_retrieval.enqueue(record.pk, folds))

@@ -1,0 +1,145 @@
+"""The embedder fine-tuned on the institution's questions, as a retrieval bundle carries it: the
+weights (a sentence-transformers directory) and the bundle's own vectors of the library's passages.
+
+Why its own vectors: fine-tuning changes how passages are embedded, so the stored vectors (the
+packaged embedder's, which the index, the windows and the answer checks use) stay as they are and
+the bundle searches a copy made with its encoder. A switch or rollback stays instant and atomic,
+and the packaged vectors remain the ranker's `base_dense` feature beside the tuned `dense`.
+
+A passage added after training has no vector in the copy until the worker embeds it (`refresh`,
+run after each document is ready): meanwhile the bundle's dense half does not see it, and BM25
+and the packaged embedder's top candidates still propose it (rank.candidates).
+
+Training (training.py builds the triples): each (question, gold passage) with the best-ranked
+non-gold candidate of the untrained ranking as a hard negative, other passages of the batch as
+more negatives (documents.tune.fine_tune). One epoch at 2e-5, as measured on two ObliQA folds
+(docs/benchmarks.md): choosing them by an inner cross-validation would multiply a fine-tune
+that takes about 20 minutes on 2 cores for 2,200 questions.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from regqa.documents import embed
+from regqa.documents.chunking import embedding_text
+from regqa.documents.models import Chunk
+from regqa.documents.tune import fine_tune
+
+MODEL_DIR = "encoder"  # inside a bundle's directory
+VECTORS_FILE = "encoder_vectors.npz"  # chunk ids and their vectors, one file so they change together
+EPOCHS = 1
+LEARNING_RATE = 2e-5
+BATCH = 32
+
+
+@dataclass
+class TunedEncoder:
+    model_dir: Path
+    ids: np.ndarray  # chunk ids
+    vectors: np.ndarray  # their unit vectors under this encoder, row by row
+    _aligned: tuple[Any, np.ndarray] | None = field(default=None, repr=False)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return embed.encode_with(embed.load_model(str(self.model_dir)), texts)
+
+    def aligned(self, lib: Any) -> np.ndarray:
+        """The vectors by position of a rank.Library (zero rows: passages it has no vector of)."""
+        if self._aligned is None or self._aligned[0] is not lib:
+            out = np.zeros((len(lib.ids), embed.DIMENSIONS), dtype="float32")
+            row_of = {int(pk): row for row, pk in enumerate(self.ids.tolist())}
+            rows = np.array([row_of.get(int(pk), -1) for pk in lib.ids.tolist()], dtype="int64")
+            out[rows >= 0] = self.vectors[rows[rows >= 0]]
+            self._aligned = (lib, out)
+        return self._aligned[1]
+
+    def missing(self, ids: Sequence[int]) -> list[int]:
+        known = set(self.ids.tolist())
+        return [int(pk) for pk in ids if int(pk) not in known]
+
+    def save(self, folder: Path) -> None:
+        """Into a bundle's (partial) directory: the weights and the vectors."""
+        if self.model_dir.resolve() != (folder / MODEL_DIR).resolve():
+            shutil.copytree(self.model_dir, folder / MODEL_DIR)
+        write_vectors(folder, self.ids, self.vectors)
+
+    @classmethod
+    def load(cls, folder: Path) -> TunedEncoder | None:
+        if not (folder / MODEL_DIR).is_dir():
+            return None
+        with np.load(folder / VECTORS_FILE) as stored:
+            return cls(folder / MODEL_DIR, stored["ids"], stored["vectors"])
+
+
+def write_vectors(folder: Path, ids: np.ndarray, vectors: np.ndarray) -> None:
+    """Replace the vectors file whole: written beside, then renamed (a reader sees old or new)."""
+    partial = folder / f"{VECTORS_FILE}.partial.npz"
+    np.savez(partial, ids=np.asarray(ids, dtype="int64"), vectors=np.asarray(vectors, dtype="float32"))
+    partial.replace(folder / VECTORS_FILE)
+
+
+def passage_texts(ids: Sequence[int]) -> list[str]:
+    """The passages as they are embedded (title and heading first), in the order of `ids`."""
+    rows = Chunk.objects.select_related("document").only("pk", "section", "text", "document__title")
+    by_id = {c.pk: embedding_text(c.section, c.text, c.document.title) for c in rows.filter(pk__in=list(ids))}
+    return [by_id.get(int(pk), "") for pk in ids]
+
+
+def fit(
+    triples: Sequence[tuple[str, ...]],
+    ids: np.ndarray,
+    out_dir: Path,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[TunedEncoder, dict[str, Any]]:
+    """Fine-tune the packaged embedder on (question, passage, hard negative) triples into `out_dir`,
+    then embed the passages `ids` with it (the bundle's copy of the vectors)."""
+    total = len(triples)
+    done = [0]
+
+    def trained(batch: float) -> None:
+        done[0] += int(batch)
+        if progress and (done[0] // BATCH) % 5 == 0:
+            progress(f"fine-tuning the embedder: {min(done[0], total)} of {total} pairs")
+
+    report = fine_tune(triples, out_dir, epochs=EPOCHS, batch_size=BATCH, learning_rate=LEARNING_RATE, progress=trained)
+    texts = passage_texts(ids.tolist())
+
+    def embedded(n: int) -> None:
+        if progress:
+            progress(f"embedding the library with the fine-tuned embedder: {n} of {len(texts)} passages")
+
+    model = embed.load_model(str(out_dir))
+    vectors = embed.encode_with(model, texts) if not progress else _in_parts(model, texts, embedded)
+    return TunedEncoder(out_dir, np.asarray(ids, dtype="int64").copy(), vectors), report | {"triples": total}
+
+
+def _in_parts(model: Any, texts: list[str], progress: Callable[[int], None], part: int = 2000) -> np.ndarray:
+    parts = []
+    for start in range(0, len(texts), part):
+        parts.append(embed.encode_with(model, texts[start : start + part]))
+        progress(min(start + part, len(texts)))
+    return np.vstack(parts) if parts else np.zeros((0, embed.DIMENSIONS), dtype="float32")
+
+
+def refresh(folder: Path, ids: Sequence[int]) -> int:
+    """Embed with the bundle's encoder the passages `ids` its copy lacks and drop those no longer
+    live. Returns how many were added."""
+    encoder = TunedEncoder.load(folder)
+    if encoder is None:
+        return 0
+    wanted = [int(pk) for pk in ids]
+    added = encoder.missing(wanted)
+    keep = np.isin(encoder.ids, np.array(wanted, dtype="int64"))
+    if not added and keep.all():
+        return 0
+    new = encoder.embed(passage_texts(added)) if added else np.zeros((0, embed.DIMENSIONS), dtype="float32")
+    ids_out = np.concatenate([encoder.ids[keep], np.array(added, dtype="int64")])
+    vectors_out = np.vstack([encoder.vectors[keep], new]).astype("float32")
+    write_vectors(folder, ids_out, vectors_out)
+    return len(added)

@@ -1,0 +1,122 @@
+"""A retrieval bundle that fine-tunes the embedder: the dense half searches the bundle's own vectors
+of the library, the packaged vectors stay the ranker's base feature, passages added later are
+embedded by the worker, and rolling back returns to the packaged embedder. Fake embedder for the
+stored (packaged) vectors; the fine-tuning and its vectors use the real all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.urls import reverse
+
+from regqa.documents.models import Chunk
+from regqa.qa import bundle, encoder, rank, training
+from regqa.qa.models import RetrievalBundle
+from regqa.qa.retrieve import retrieve
+
+from . import test_learned_retrieval as learned
+from . import test_synthetic
+
+corpus = learned.corpus
+paraphrases = test_synthetic.paraphrases
+TOPICS = learned.TOPICS
+
+
+def test_candidates_search_the_tuned_vectors_and_keep_the_packaged_top(corpus):
+    lib = rank.library()
+    question = "What must a firm do about its liquidity buffers review?"
+    tuned = np.zeros_like(lib.vectors)
+    target = lib.external_ids.index("rule-5")
+    tuned[target, 0] = 1.0
+    query = np.zeros(lib.vectors.shape[1], dtype="float32")
+    query[0] = 1.0
+    no_words = np.zeros(len(lib.ids), dtype="float32")  # BM25 proposes nothing: only the two dense halves
+    group = rank.candidates(question, lib, n=2, bm25=no_words, tuned=(tuned, query))
+    found = {lib.external_ids[int(p)]: row for p, row in zip(group.positions, group.features, strict=True)}
+    f = rank.FEATURES.index
+    assert found["rule-5"][f("dense")] == pytest.approx(1.0) and found["rule-5"][f("dense_rank")] == 1
+    packaged = rank.candidates(question, lib, n=2, bm25=no_words)
+    packaged_top = {lib.external_ids[int(p)] for p in packaged.positions}
+    assert packaged_top <= set(found), "the packaged embedder's top candidates join the tuned ones"
+    for name in packaged_top:
+        p = lib.external_ids.index(name)
+        assert found[name][f("base_dense")] == pytest.approx(float(lib.vectors[p] @ packaged_query(question)), abs=1e-5)
+        assert found[name][f("dense")] == pytest.approx(0.0)  # the tuned copy knows nothing of it
+
+
+def packaged_query(question: str) -> np.ndarray:
+    from regqa.documents import embed
+
+    return embed.embed_query(question)
+
+
+def test_the_page_asks_for_a_fine_tuned_embedder(
+    users, client_for, corpus, tmp_path, django_capture_on_commit_callbacks
+):
+    pairs = "".join(json.dumps({"qid": q.qid, "question": q.question, "gold": q.gold}) + "\n" for q in corpus)
+    admin = client_for("admin")
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin.post(
+            reverse("retrieval"),
+            {"pairs": SimpleUploadedFile("p.jsonl", pairs.encode()), "folds": 3, "fine_tune_embedder": "on"},
+        )
+    assert response.status_code == 302
+    assert RetrievalBundle.objects.get().fine_tune_embedder
+    page = admin.get(reverse("retrieval")).content.decode()
+    assert "with a fine-tuned embedder" in page and "Fine-tune the embedder" in page
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)  # the real worker closes old connections, as in production
+def test_a_bundle_fine_tunes_the_embedder_searches_its_own_vectors_and_embeds_new_passages(
+    paraphrases, monkeypatch, tmp_path, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(encoder, "EPOCHS", 6)  # 20 one-sentence pairs: the product's one epoch would barely move
+    monkeypatch.setattr(encoder, "LEARNING_RATE", 1e-4)
+    monkeypatch.setattr(encoder, "BATCH", 4)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(json.dumps({"qid": q.qid, "question": q.question, "gold": q.gold}) + "\n" for q in paraphrases)
+    )
+    call_command("train_retrieval", "--pairs", str(pairs), "--folds", "3", "--fine-tune-embedder", verbosity=0)
+    record = RetrievalBundle.objects.get()
+    assert record.status == RetrievalBundle.Status.ACTIVE, record.detail
+    figures = record.figures
+    k = figures["k"]
+    # held out by question: the fine-tuned embedder finds the rules the packaged one misses
+    tuned, packaged = figures[training.TUNED][f"map@{k}"]["mean"], figures["dense"][f"map@{k}"]["mean"]
+    assert tuned > packaged + 0.1, (tuned, packaged)
+    assert all("encoder" in row and "adapter" not in row for row in figures["per_fold"])
+    folder = bundle.directory(record)
+    assert (folder / encoder.MODEL_DIR / "config.json").is_file() and not (folder / bundle.ADAPTER_FILE).exists()
+    assert not (settings.DATA_DIR / "retrieval" / "work" / str(record.pk)).exists(), "scratch models removed"
+    stored = encoder.TunedEncoder.load(folder)
+    assert stored is not None and set(stored.ids.tolist()) == set(Chunk.live.values_list("pk", flat=True))
+
+    question = "What is the deadline for sukuk issuance filings?"
+    top = retrieve(question, k=1)[0]
+    assert top.external_id == f"rule-{TOPICS.index('sukuk issuance')}" and top.bundle == record.label
+
+    # a document added after training: found at once by words and the packaged embedder, then the
+    # worker embeds it with the bundle's encoder and the dense half finds it too
+    rules = learned.Document.objects.get(original_name="rulebook.jsonl")
+    added = learned.add_passage(
+        rules, 99, "Returns", "Tokenised deposits returns are due within thirty days.", "rule-new"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        retrieve("What is the deadline for tokenised deposits filings?", k=3)
+    call_command("db_worker", "--batch", "--no-startup-delay", verbosity=0)
+    refreshed = encoder.TunedEncoder.load(folder)
+    assert refreshed is not None and added.pk in refreshed.ids.tolist()
+    learned_now = bundle.active_ranker()
+    assert learned_now is not None and learned_now.encoder is not None
+    assert added.pk in learned_now.encoder.ids.tolist(), "the process reloads the refreshed vectors"
+    assert retrieve("What is the deadline for tokenised deposits filings?", k=1)[0].external_id == "rule-new"
+
+    bundle.rollback(actor="test")
+    assert retrieve(question, k=1)[0].external_id.startswith("note-")
