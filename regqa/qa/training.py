@@ -195,6 +195,15 @@ def label(
     return out
 
 
+def relabel(
+    items: Sequence[Labelled], lib: Library, bm25_cache: dict[str, np.ndarray] | None, **space: Any
+) -> list[Labelled]:
+    """The same questions labelled again with an adapter or a fine-tuned embedder (`space`, as
+    label() takes them), reusing their packaged vectors and, through `bm25_cache`, BM25 scores."""
+    vectors = np.stack([query_vector(i) for i in items])
+    return label([i.question for i in items], lib, vectors=vectors, bm25_cache=bm25_cache, **space)
+
+
 def query_vector(item: Labelled) -> np.ndarray:
     assert item.query_vector is not None, "labelled by label(), which keeps the question's vector"
     return item.query_vector
@@ -473,22 +482,12 @@ def cross_validate(
         if adapt is not None and tune_in is not None:
             fold_note = (lambda text, f=fold: note(f"fold {f + 1} of {k_folds}: {text}")) if note else None
             fold_encoder, row["encoder"] = fit_encoder(rest, adapt, tune_in / f"fold-{fold + 1}", fold_note)
-            relabel = {}
-            for part in (rest, held):
-                vectors = np.stack([query_vector(i) for i in part])
-                relabel[id(part)] = label([i.question for i in part], adapt, vectors=vectors, bm25_cache=bm25_cache,
-                                          tuned=fold_encoder)  # fmt: skip
-            tuned_rest, tuned_held = relabel[id(rest)], relabel[id(held)]
+            tuned_rest, tuned_held = (relabel(part, adapt, bm25_cache, tuned=fold_encoder) for part in (rest, held))
             row[TUNED] = summarise(tuned_held, "dense", None, k)
         elif adapt is not None:
             fitted, row["adapter"] = fit_adapter(rest, adapt)
             if fitted is not None:
-                relabel = {}
-                for part in (rest, held):
-                    vectors = np.stack([query_vector(i) for i in part])
-                    relabel[id(part)] = label([i.question for i in part], adapt, adapter=fitted, vectors=vectors,
-                                              bm25_cache=bm25_cache)  # fmt: skip
-                tuned_rest, tuned_held = relabel[id(rest)], relabel[id(held)]
+                tuned_rest, tuned_held = (relabel(part, adapt, bm25_cache, adapter=fitted) for part in (rest, held))
             row[ADAPTED] = summarise(tuned_held, "dense", None, k)
         row["first_stage_recall"] = first_stage_recall(tuned_held)
         ranker = train(tuned_rest)
@@ -601,8 +600,7 @@ def train_bundle(
         if tune:
             tuned, tuned_report = fit_encoder(items, lib, scratch / "final", lambda detail: step(90, detail))
         if fitted is not None or tuned is not None:
-            vectors = np.stack([query_vector(i) for i in items])
-            items = label(questions, lib, adapter=fitted, vectors=vectors, tuned=tuned)
+            items = relabel(items, lib, None, adapter=fitted, tuned=tuned)
         ranker = train_ranker(items)
         manifest = {
             "bundle": record.pk,
