@@ -55,6 +55,17 @@ def packaged_query(question: str) -> np.ndarray:
     return embed.embed_query(question)
 
 
+def test_refreshing_drops_the_vectors_of_passages_no_longer_live(tmp_path):
+    (tmp_path / encoder.MODEL_DIR).mkdir()  # no passage to embed: the weights are not read
+    vectors = np.eye(3, rank.embed.DIMENSIONS, dtype="float32")
+    encoder.write_vectors(tmp_path, np.array([10, 11, 12]), vectors)
+    assert encoder.refresh(tmp_path, [10, 12]) == 0
+    kept = encoder.TunedEncoder.load(tmp_path)
+    assert kept is not None and kept.ids.tolist() == [10, 12] and np.array_equal(kept.vectors, vectors[[0, 2]])
+    assert [f.name for f in tmp_path.iterdir() if f.is_file()] == [encoder.VECTORS_FILE]  # no partial file left
+    assert encoder.refresh(tmp_path / "no-bundle-here", [10]) == 0
+
+
 def test_the_page_asks_for_a_fine_tuned_embedder(
     users, client_for, corpus, tmp_path, django_capture_on_commit_callbacks
 ):

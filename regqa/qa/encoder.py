@@ -19,6 +19,7 @@ that takes about 20 minutes on 2 cores for 2,200 questions.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ class TunedEncoder:
 
 def write_vectors(folder: Path, ids: np.ndarray, vectors: np.ndarray) -> None:
     """Replace the vectors file whole: written beside, then renamed (a reader sees old or new)."""
-    partial = folder / f"{VECTORS_FILE}.partial.npz"
+    partial = folder / f"{VECTORS_FILE}.{os.getpid()}.partial.npz"  # two workers refreshing never share one
     np.savez(partial, ids=np.asarray(ids, dtype="int64"), vectors=np.asarray(vectors, dtype="float32"))
     partial.replace(folder / VECTORS_FILE)
 
