@@ -133,8 +133,9 @@ def embed_query(text: str) -> np.ndarray:
     return embed_passages([text])[0]
 
 
-def embed_texts(texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Embed in batches, calling progress(number done) after each batch.
+def embed_texts(texts: list[str], progress: Callable[[int], None] | None = None, model=None) -> np.ndarray:
+    """Embed in batches, calling progress(number done) after each batch (`model`: another model
+    than the configured one, load_model's).
 
     Texts are embedded shortest first, as one sentence-transformers call over everything would:
     batches of similar length need little padding (measured: 72% -> see docs/benchmarks.md of
@@ -145,7 +146,8 @@ def embed_texts(texts: list[str], progress: Callable[[int], None] | None = None)
     parts = []
     step = settings.EMBEDDING_BATCH_SIZE * 4
     for start in range(0, len(texts), step):
-        parts.append(embed_passages([texts[i] for i in order[start : start + step]]))
+        batch = [texts[i] for i in order[start : start + step]]
+        parts.append(embed_passages(batch) if model is None else encode_with(model, batch))
         if progress:
             progress(min(start + step, len(texts)))
     vectors = np.empty((len(texts), DIMENSIONS), dtype="float32")

@@ -104,7 +104,7 @@ def active_ranker() -> Learned | None:
         return _cache[key]._replace(bundle=bundle)
 
 
-_refresh_asked: set[tuple] = set()
+_refresh_asked: dict[tuple, tuple] = {}  # bundle -> the library version it was last checked against
 
 
 def refresh_when_behind(learned: Learned, lib: Any) -> None:
@@ -112,10 +112,10 @@ def refresh_when_behind(learned: Learned, lib: Any) -> None:
     vectors lacks (documents added since it was trained): asked once per library version and process."""
     if learned.encoder is None:
         return
-    key = (learned.bundle.pk, learned.bundle.created_at.isoformat(), lib.version)
-    if key in _refresh_asked:
+    key = (learned.bundle.pk, learned.bundle.created_at.isoformat())
+    if _refresh_asked.get(key) == lib.version:
         return
-    _refresh_asked.add(key)
+    _refresh_asked[key] = lib.version
     if learned.encoder.missing(lib.ids.tolist()):
         from . import tasks  # tasks imports training, which imports this module
 

@@ -54,9 +54,9 @@ class TunedEncoder:
         """The vectors by position of a rank.Library (zero rows: passages it has no vector of)."""
         if self._aligned is None or self._aligned[0] is not lib:
             out = np.zeros((len(lib.ids), embed.DIMENSIONS), dtype="float32")
-            row_of = {int(pk): row for row, pk in enumerate(self.ids.tolist())}
-            rows = np.array([row_of.get(int(pk), -1) for pk in lib.ids.tolist()], dtype="int64")
-            out[rows >= 0] = self.vectors[rows[rows >= 0]]
+            for row, pk in enumerate(self.ids.tolist()):
+                if (position := lib.position.get(pk)) is not None:  # passages no longer live are skipped
+                    out[position] = self.vectors[row]
             self._aligned = (lib, out)
         return self._aligned[1]
 
@@ -115,17 +115,8 @@ def fit(
         if progress:
             progress(f"embedding the library with the fine-tuned embedder: {n} of {len(texts)} passages")
 
-    model = embed.load_model(str(out_dir))
-    vectors = embed.encode_with(model, texts) if not progress else _in_parts(model, texts, embedded)
+    vectors = embed.embed_texts(texts, embedded, model=embed.load_model(str(out_dir)))
     return TunedEncoder(out_dir, np.asarray(ids, dtype="int64").copy(), vectors), report | {"triples": total}
-
-
-def _in_parts(model: Any, texts: list[str], progress: Callable[[int], None], part: int = 2000) -> np.ndarray:
-    parts = []
-    for start in range(0, len(texts), part):
-        parts.append(embed.encode_with(model, texts[start : start + part]))
-        progress(min(start + part, len(texts)))
-    return np.vstack(parts) if parts else np.zeros((0, embed.DIMENSIONS), dtype="float32")
 
 
 def refresh(folder: Path, ids: Sequence[int]) -> int:
