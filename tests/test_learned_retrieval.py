@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
@@ -16,7 +17,7 @@ from regqa.audit.models import AuditEvent, EventKind
 from regqa.documents import index
 from regqa.documents.models import Chunk, Document
 from regqa.qa import bundle, decision, decision_model, feedback, rank, training
-from regqa.qa.evaluate import Question
+from regqa.qa.evaluate import Question, evaluate_retrieval
 from regqa.qa.models import RetrievalBundle
 from regqa.qa.retrieve import retrieve
 from regqa.qa.verify import content_terms
@@ -34,11 +35,15 @@ TOPICS = [
 ]  # fmt: skip
 
 
-def add_passage(document: Document, ordinal: int, section: str, text: str, external_id: str) -> Chunk:
+def add_passage(
+    document: Document, ordinal: int, section: str, text: str, external_id: str, page: int | None = None
+) -> Chunk:
+    """A passage on page `page` (default: ordinal + 1), embedded and in the vector index."""
     vector = hashed_embedding([f"{section}\n{text}"])[0]
+    page = ordinal + 1 if page is None else page
     chunk = Chunk.objects.create(
         document=document, ordinal=ordinal, section=section, text=text, external_id=external_id,
-        page_start=ordinal + 1, page_end=ordinal + 1, embedding=vector.tobytes(),
+        page_start=page, page_end=page, embedding=vector.tobytes(),
     )  # fmt: skip
     index.get_index().add([chunk.pk], vector[None, :])
     return chunk
@@ -231,6 +236,34 @@ def test_near_duplicate_passages_collapse_into_one_result_naming_every_source(co
     assert len(found) == 3  # the freed slot goes to the next passage
 
 
+def test_pages_first_puts_each_pages_best_passage_ahead_of_a_second_passage_of_a_page():
+    pages = {1: (7, 12), 2: (7, 12), 3: (7, 12), 4: (7, 11), 5: (8, 12), 6: (7, None), 7: (7, None)}
+    assert rank.pages_first([1, 2, 3, 4, 5, 6, 7], pages.__getitem__) == [1, 4, 5, 6, 7, 2, 3]
+    assert rank.pages_first([6, 7, 2, 4], pages.__getitem__) == [6, 7, 2, 4]  # no page: never moved back
+    assert rank.pages_first([], pages.__getitem__) == []
+
+
+def test_the_model_reads_passages_from_as_many_pages_as_the_ranking_reaches(corpus):
+    """Two passages cut from one page both rank above another page's passage: the model's three
+    passages (and the five shown) still hold that other page, and the page's second passage follows."""
+    part = DocumentFactory(title="12 CFR 208", original_name="12cfr208.pdf")
+    words = "public welfare investment subsidiary equity capital limit"
+    first = add_passage(
+        part, 0, "§ 208.22 Community development", f"{words} {words}: a bank may invest in such entities.", "", page=12
+    )
+    second = add_passage(
+        part, 1, "§ 208.22 Community development", f"{words} {words}: the Board reviews notices within 30 days.", "",
+        page=12,
+    )  # fmt: skip
+    other = add_passage(part, 2, "§ 208.22 Community development", f"{words}: the aggregate limit.", "", page=11)
+    found = [p.chunk_id for p in retrieve(f"What {words} applies?", k=5)]
+    assert found.index(other.pk) < found.index(second.pk) and found.index(first.pk) < found.index(other.pk)
+    assert found.index(other.pk) < settings.CONTEXT_PASSAGES
+    # the evaluation's cut-off below the passages shown scores the first of them: what the model reads
+    gold = Question("q", f"What {words} applies?", [{"document": "12cfr208.pdf", "page": 11}])
+    assert evaluate_retrieval([gold], k=settings.CONTEXT_PASSAGES)[f"recall@{settings.CONTEXT_PASSAGES}"] == 1.0
+
+
 @pytest.mark.django_db(transaction=True)  # the real worker closes old connections, as in production
 def test_train_retrieval_command_and_the_admin_page(corpus, tmp_path, client_for, django_capture_on_commit_callbacks):
     pairs = tmp_path / "pairs.jsonl"
@@ -305,7 +338,7 @@ def test_the_decision_examples_read_what_retrieval_reads(corpus):
     lib = rank.library()
     items = training.label(corpus, lib)
     ranker = training.train_ranker(items)
-    texts = {pk: (text, section) for pk, text, section in Chunk.objects.values_list("pk", "text", "section")}
+    texts = {pk: (text, section, None) for pk, text, section in Chunk.objects.values_list("pk", "text", "section")}
     read = training.read_passages(items[0].group, ranker, lib, training.query_vector(items[0]), texts)
     assert len(read) == 3 and [p["rerank"] for p in read] == sorted((p["rerank"] for p in read), reverse=True)
     rows = training.decision_rows(items, ranker, lib, None, texts)

@@ -118,7 +118,8 @@ def evaluate_retrieval(
     latencies: list[float] = []
     for q in questions:
         started = time.perf_counter()
-        passages = retrieve(q.question, k=k, mode=mode)
+        # below the passages shown, the first k of them: at k = CONTEXT_PASSAGES, what the model reads
+        passages = retrieve(q.question, k=max(k, settings.RETRIEVE_TOP_K), mode=mode)[:k]
         latencies.append((time.perf_counter() - started) * 1000)
         metrics = score(hits_per_rank(passages, q.gold, names), len(q.gold), k)
         per_question.append({"qid": q.qid, **metrics, "retrieved": [p.external_id or p.chunk_id for p in passages]})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -449,3 +450,21 @@ def fuse(rankings: list[list[int]], weights: list[float]) -> list[int]:
         for place, item in enumerate(ranking, start=1):
             scores[item] = scores.get(item, 0.0) + weight / (RRF_K + place)
     return sorted(scores, key=lambda item: -scores[item])
+
+
+def pages_first[T](items: list[T], page: Callable[[T], tuple[int, int | None]]) -> list[T]:
+    """`items` (passages found, best first) with each page's first ahead of a second passage of a
+    page already listed, each group in its order: the passages the model reads (the first
+    CONTEXT_PASSAGES) then come from as many pages as the passages shown reach, not from one page
+    cut into several passages, and the passages shown stay the ones found (docs/benchmarks.md,
+    "Each page's first passage first"). `page`: an item's (document, first page); an item whose
+    page is None (passages imported without pages) is never moved back."""
+    seen: set[tuple[int, int | None]] = set()
+    first: list[T] = []
+    later: list[T] = []
+    for item in items:
+        key = page(item)
+        (later if key in seen else first).append(item)
+        if key[1] is not None:
+            seen.add(key)
+    return first + later

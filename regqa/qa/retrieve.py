@@ -1,5 +1,6 @@
 """Find the passages that best match a question: dense + BM25, fused by rank, then reordered by
-the passages' best windows (or by a retrieval bundle's learned ranker).
+the passages' best windows (or by a retrieval bundle's learned ranker); of the passages found,
+each page's first comes ahead of a second passage of a page already listed.
 
 Dense retrieval (all-MiniLM-L6-v2 + FAISS) finds paraphrases; BM25 finds the exact words of
 regulation (rule numbers, defined terms). Each proposes candidates; weighted reciprocal rank
@@ -95,7 +96,7 @@ def retrieve(
                 rerank=reranked.get(chunk.pk),
             )
         )
-    return passages
+    return rank.pages_first(passages, lambda p: (p.document_id, p.page_start))
 
 
 def by_windows(ranked: list[int], chunks: dict[int, Chunk], query: np.ndarray) -> list[int]:

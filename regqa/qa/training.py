@@ -31,7 +31,17 @@ from .bundle import activate as activate_bundle
 from .bundle import beats_active, write
 from .evaluate import Question, file_names, read_questions, score
 from .models import RetrievalBundle
-from .rank import FEATURES, Candidates, Library, Ranker, candidates, library, minmax_normalise, untrained_order
+from .rank import (
+    FEATURES,
+    Candidates,
+    Library,
+    Ranker,
+    candidates,
+    library,
+    minmax_normalise,
+    pages_first,
+    untrained_order,
+)
 from .retrieve import same_text
 
 FIRST_STAGE_DEPTH = 100  # candidates per half when training and evaluating (first-stage Recall@100)
@@ -364,24 +374,27 @@ class DecisionRow:
 
 
 def read_passages(
-    group: Candidates, ranker: Ranker, lib: Library, query: np.ndarray, texts: dict[int, tuple[str, str]]
+    group: Candidates, ranker: Ranker, lib: Library, query: np.ndarray, texts: dict[int, tuple[str, str, int | None]]
 ) -> list[dict[str, Any]]:
     """The passages the model would read for a group, as retrieve() gives them to the decision:
-    ranked by `ranker`, twins collapsed, each with its dense similarity and ranker score."""
+    ranked by `ranker`, twins collapsed, each page's first passage first among the RETRIEVE_TOP_K
+    shown, each with its dense similarity and ranker score. `texts`: a passage's (text, section,
+    first page or None)."""
     scores = ranker.score(group)
     kept: list[tuple[int, dict[str, Any]]] = []
     for i in np.argsort(-scores, kind="stable").tolist():
         p = int(group.positions[i])
-        text, section = texts[int(lib.ids[p])]
+        text, section, page = texts[int(lib.ids[p])]
         if any(same_text(lib.vectors[q], lib.vectors[p], other["text"], text) for q, other in kept):
             continue
         passage = {"chunk_id": int(lib.ids[p]), "document_id": int(lib.document_ids[p]), "text": text,
-                   "section": section, "sent_to_model": True, "score": float(lib.vectors[p] @ query),
-                   "rerank": float(scores[i])}  # fmt: skip
+                   "section": section, "page_start": page, "sent_to_model": True,
+                   "score": float(lib.vectors[p] @ query), "rerank": float(scores[i])}  # fmt: skip
         kept.append((p, passage))
-        if len(kept) == settings.CONTEXT_PASSAGES:
+        if len(kept) == settings.RETRIEVE_TOP_K:
             break
-    return [passage for _, passage in kept]
+    shown = pages_first([passage for _, passage in kept], lambda p: (p["document_id"], p["page_start"]))
+    return shown[: settings.CONTEXT_PASSAGES]
 
 
 def decision_rows(
@@ -460,7 +473,10 @@ def cross_validate(
     train = train or train_ranker
     lib = adapt or (library() if decide is not None else None)
     texts = (
-        {pk: (text, section) for pk, text, section in Chunk.live.values_list("pk", "text", "section")}
+        {
+            pk: (text, section, page)
+            for pk, text, section, page in Chunk.live.values_list("pk", "text", "section", "page_start")
+        }
         if decide is not None
         else {}
     )
