@@ -333,14 +333,21 @@ def test_a_bundle_carries_an_answer_decision_trained_on_its_own_held_out_ranking
     assert decision_model.active() is None
 
 
-def test_the_decision_examples_read_what_retrieval_reads(corpus):
-    """Twins collapse as in retrieve(), and a withheld copy never reads a gold document's passage."""
+def test_the_decision_examples_read_what_retrieval_reads(corpus, settings):
+    """Twins collapse as in retrieve(), each page's first passage comes first among the passages
+    shown, and a withheld copy never reads a gold document's passage."""
     lib = rank.library()
     items = training.label(corpus, lib)
     ranker = training.train_ranker(items)
     texts = {pk: (text, section, None) for pk, text, section in Chunk.objects.values_list("pk", "text", "section")}
-    read = training.read_passages(items[0].group, ranker, lib, training.query_vector(items[0]), texts)
+    query = training.query_vector(items[0])
+    read = training.read_passages(items[0].group, ranker, lib, query, texts)
     assert len(read) == 3 and [p["rerank"] for p in read] == sorted((p["rerank"] for p in read), reverse=True)
+    reads, settings.CONTEXT_PASSAGES = settings.CONTEXT_PASSAGES, settings.RETRIEVE_TOP_K
+    fifth = training.read_passages(items[0].group, ranker, lib, query, texts)[4]["chunk_id"]  # shown fifth
+    settings.CONTEXT_PASSAGES = reads
+    one_page = {pk: (text, section, 99 if pk == fifth else 1) for pk, (text, section, _) in texts.items()}
+    assert fifth in [p["chunk_id"] for p in training.read_passages(items[0].group, ranker, lib, query, one_page)]
     rows = training.decision_rows(items, ranker, lib, None, texts)
     assert len(rows) == 60 and [r.qid for r in rows[:2]] == ["q0", "q0"]
     assert all(r.stated == 0 for r in rows[1::2]) and sum(r.stated for r in rows[::2]) >= 25
