@@ -12,11 +12,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 
 from .chunking import embedding_text, windows
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 DIMENSIONS = 384
 
@@ -60,14 +64,9 @@ def model_path() -> str:
 
 
 @cache
-def get_model():
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch  # loads torch: only when the embedder is first used
-    from sentence_transformers import SentenceTransformer
-
-    torch.set_num_threads(settings.LLM_THREADS)
-    return SentenceTransformer(model_path(), device="cpu", local_files_only=True)
+def get_model() -> SentenceTransformer:
+    """The configured embedding model (REGQA_EMBEDDING_MODEL or the packaged one)."""
+    return load_model(model_path())
 
 
 def embed_passages(texts: list[str]) -> np.ndarray:
@@ -76,18 +75,19 @@ def embed_passages(texts: list[str]) -> np.ndarray:
 
 
 @cache
-def load_model(path: str):
-    """Another sentence-transformers model of the same size from a local directory (a retrieval
-    bundle's fine-tuned embedder), loaded once per process."""
+def load_model(path: str) -> SentenceTransformer:
+    """A sentence-transformers model from a local directory (the configured embedder, or a
+    retrieval bundle's fine-tuned one), loaded once per process."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    import torch
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch  # loads torch: only when an embedder is first used
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(settings.LLM_THREADS)
     return SentenceTransformer(path, device="cpu", local_files_only=True)
 
 
-def encode_with(model, texts: list[str]) -> np.ndarray:
+def encode_with(model: SentenceTransformer, texts: list[str]) -> np.ndarray:
     """embed_passages with a given model; one encode at a time with every other model's."""
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype="float32")
@@ -133,7 +133,9 @@ def embed_query(text: str) -> np.ndarray:
     return embed_passages([text])[0]
 
 
-def embed_texts(texts: list[str], progress: Callable[[int], None] | None = None, model=None) -> np.ndarray:
+def embed_texts(
+    texts: list[str], progress: Callable[[int], None] | None = None, model: SentenceTransformer | None = None
+) -> np.ndarray:
     """Embed in batches, calling progress(number done) after each batch (`model`: another model
     than the configured one, load_model's).
 
