@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from django.core.management import call_command
 
 from regqa.documents import embed
 from regqa.documents.models import Chunk
-from regqa.documents.tune import fine_tune, reembed_library, training_pairs
+from regqa.documents.tune import fine_tune, length_batches, reembed_library, training_pairs
 from regqa.qa.evaluate import Question
 
 from .conftest import FIXTURES
@@ -40,6 +41,21 @@ def test_training_pairs_follow_passage_ids_and_pages():
 def test_too_few_pairs_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="at least two"):
         fine_tune([("q", "p")], tmp_path / "model")
+
+
+def test_batches_group_items_of_similar_length_and_change_from_epoch_to_epoch():
+    rng = random.Random(0)
+    lengths = [rng.randrange(10, 256) for _ in range(200)]
+    first, second = length_batches(lengths, 8, rng), length_batches(lengths, 8, rng)
+    for batches in (first, second):
+        assert sorted(i for batch in batches for i in batch) == list(range(200))  # each item once
+        assert all(len(batch) == 8 for batch in batches)
+        # padded to its longest: a batch spans at most two length groups of 16 tokens
+        assert all(max(lengths[i] // 16 for i in b) - min(lengths[i] // 16 for i in b) <= 1 for b in batches)
+    assert first != second
+    assert {frozenset(b) for b in first} != {frozenset(b) for b in second}  # members change, not only order
+    # batches come in random order, not shortest first
+    assert [max(lengths[i] for i in b) for b in first] != sorted(max(lengths[i] for i in b) for b in first)
 
 
 @pytest.mark.slow

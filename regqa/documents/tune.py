@@ -48,6 +48,21 @@ def training_pairs(questions) -> list[tuple[str, str]]:
     return pairs
 
 
+def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random, width: int = 16) -> list[list[int]]:
+    """One epoch's batches (indices into `lengths`) of items of similar length, in random order.
+
+    A batch is padded to its longest passage: a random batch of 32 nearly always holds one near
+    the model's 256-token limit, so grouping by length makes a batch about 3.6x cheaper with no
+    text cut (bench/finetune_cost.py). Items within `width` tokens of each other are shuffled
+    together, so a batch's members (and in-batch negatives) change from epoch to epoch."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: lengths[i] // width)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def fine_tune(
     pairs: Sequence[tuple[str, ...]],
     out_dir: Path,
@@ -75,13 +90,13 @@ def fine_tune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / max(1, steps - warmup))
     )
+    limit = {"truncation": True, "max_length": model.max_seq_length}
+    lengths = [max(len(ids) for ids in model.tokenizer(list(pair[1:]), **limit)["input_ids"]) for pair in pairs]
     losses, started = [], time.perf_counter()
     for _ in range(epochs):
-        order = list(pairs)
-        rng.shuffle(order)
         epoch_losses = []
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
+        for indices in length_batches(lengths, batch_size, rng):
+            batch = [pairs[i] for i in indices]
             if len(batch) < 2:
                 continue
             queries = model(model.preprocess([pair[0] for pair in batch]))["sentence_embedding"]
