@@ -515,6 +515,12 @@ def cross_validate(
             shutil.rmtree(fold_encoder.model_dir, ignore_errors=True)
             embed.load_model.cache_clear()  # the fold's model is not used again
         per_fold.append(row)
+        if note:
+            held_out = row["reranker"]
+            note(
+                f"fold {fold + 1} of {k_folds}: the reranker's Recall@{k} {held_out[f'recall@{k}']:.4f}, "
+                f"MAP@{k} {held_out[f'map@{k}']:.4f} on its {len(held)} held-out questions"
+            )
         if progress:
             progress(fold + 1)
     summary: dict[str, Any] = {"folds": k_folds, "k": k, "questions": len(items), "per_fold": per_fold}
@@ -560,10 +566,10 @@ def train_bundle(
     instead (encoder.py), fine-tuned once per fold and once more on every question. Bad input (no
     question, no gold passage in the library, too few questions for the folds) fails the bundle
     with the reason and leaves the active bundle untouched."""
-    at = [0]
+    at: list[Any] = [0, ""]  # the last progress and detail
 
     def step(percent: int, detail: str) -> None:
-        at[0] = percent
+        at[:] = [percent, detail]
         RetrievalBundle.objects.filter(pk=record.pk).update(progress=percent, detail=detail)
         if progress:
             progress(percent, detail)
@@ -592,7 +598,7 @@ def train_bundle(
             items,
             folds,
             train=train_ranker,
-            progress=lambda f: step(60 + 30 * f // folds, f"fold {f}"),
+            progress=lambda f: step(60 + 30 * f // folds, at[1]),  # keeps the fold's figures in view
             adapt=lib if adapt or tune else None,
             decide=rows,
             tune_in=scratch if tune else None,
