@@ -6,10 +6,10 @@ batches of passages of similar length.
 Reads the library's passages as they are embedded and the gold passages of the pairs file (passage
 ids), prints the passages' lengths in tokens, then times a few training steps of the packaged
 embedder (32 triples: question, gold passage, a random passage; the loss of tune.fine_tune) and the
-embedding of 640 passages: at 256 tokens (the model's limit: what the product does), at 128, and at
-256 with each batch's triples of similar length (the longer of their two passages: less padding). Cost only: no
-model is kept and nothing is scored. Projections are for a fold of 80% of the pairs and a
-re-embedding of the whole library.
+embedding of 640 passages: at 256 tokens (the model's limit) with random batches, at 128, and at
+256 with each batch's triples of similar length (the longer of their two passages: less padding;
+what tune.fine_tune does since 2026-12-04). Cost only: no model is kept and nothing is scored.
+Projections are for a fold of 80% of the pairs and a re-embedding of the whole library.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> None:
     step = max(1, (len(by_length) // BATCH) // n)
     bucketed = [by_length[i * step * BATCH : i * step * BATCH + BATCH] for i in range(n)]
     for label, limit, batches in (
-        ("256 tokens, random batches (the product)", 256, random_batches),
+        ("256 tokens, random batches (before 2026-12-04)", 256, random_batches),
         ("128 tokens, random batches", 128, random_batches),
         ("256 tokens, batches of similar length", 256, bucketed),
     ):
