@@ -7,9 +7,10 @@ Reads the library's passages as they are embedded and the gold passages of the p
 ids), prints the passages' lengths in tokens, then times a few training steps of the packaged
 embedder (32 triples: question, gold passage, a random passage; the loss of tune.fine_tune) and the
 embedding of 640 passages: at 256 tokens (the model's limit) with random batches, at 128, and at
-256 with each batch's triples of similar length (the longer of their two passages: less padding;
-what tune.fine_tune does since 2026-12-04). Cost only: no model is kept and nothing is scored.
-Projections are for a fold of 80% of the pairs and a re-embedding of the whole library.
+256 with the batches of similar length tune.fine_tune trains on since 2026-12-04
+(tune.length_batches, by the longer of each triple's two passages: less padding). Cost only: no
+model is kept and nothing is scored. Projections are for a fold of 80% of the pairs and a
+re-embedding of the whole library.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
 
     from regqa.documents import embed
     from regqa.documents.models import Chunk
+    from regqa.documents.tune import length_batches
     from regqa.qa.encoder import passage_texts
 
     ids = list(Chunk.live.values_list("pk", flat=True))
@@ -63,9 +65,10 @@ def main() -> None:
     )
     n = args.batches
     random_batches = [triples[b * BATCH : (b + 1) * BATCH] for b in range(n)]
-    by_length = sorted(triples, key=lambda t: max(len(tokenizer(t[1])["input_ids"]), len(tokenizer(t[2])["input_ids"])))
-    step = max(1, (len(by_length) // BATCH) // n)
-    bucketed = [by_length[i * step * BATCH : i * step * BATCH + BATCH] for i in range(n)]
+    # the product's batches (tune.length_batches come in random order: the first n are a sample)
+    limit = {"truncation": True, "max_length": 256}
+    longer = [max(len(ids) for ids in tokenizer(list(t[1:]), **limit)["input_ids"]) for t in triples]
+    bucketed = [[triples[i] for i in batch] for batch in length_batches(longer, BATCH, rng)[:n]]
     for label, limit, batches in (
         ("256 tokens, random batches (before 2026-12-04)", 256, random_batches),
         ("128 tokens, random batches", 128, random_batches),

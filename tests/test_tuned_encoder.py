@@ -86,8 +86,9 @@ def test_the_page_asks_for_a_fine_tuned_embedder(
 def test_a_bundle_fine_tunes_the_embedder_searches_its_own_vectors_and_embeds_new_passages(
     paraphrases, monkeypatch, tmp_path, django_capture_on_commit_callbacks, settings
 ):
-    # 20 one-sentence pairs: the product's settings would barely move; one setting, no choice to make
-    settings.ENCODER_SETTINGS = ((6, 1e-4),)
+    # 20 one-sentence pairs: the product's settings would barely move. Each fold chooses between a
+    # rate that learns nothing and one that learns; the final embedder takes the folds' choice.
+    settings.ENCODER_SETTINGS = ((1, 1e-9), (6, 1e-4))
     monkeypatch.setattr(encoder, "BATCH", 4)
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(
@@ -102,8 +103,10 @@ def test_a_bundle_fine_tunes_the_embedder_searches_its_own_vectors_and_embeds_ne
     tuned, packaged = figures[training.TUNED][f"map@{k}"]["mean"], figures["dense"][f"map@{k}"]["mean"]
     assert tuned > packaged + 0.1, (tuned, packaged)
     assert all("encoder" in row and "adapter" not in row for row in figures["per_fold"])
-    no_choice = {"chosen": "6 epochs, lr 0.0001", "tried": None}
-    assert all(row["encoder"]["choice"] == no_choice for row in figures["per_fold"])
+    assert [row["encoder"]["choice"]["chosen"] for row in figures["per_fold"]] == ["6 epochs, lr 0.0001"] * 3
+    assert figures["embedder_setting"] == "6 epochs, lr 0.0001"
+    manifest = json.loads((bundle.directory(record) / "bundle.json").read_text())
+    assert manifest["embedder"]["fine_tuned"]["choice"]["why"] == "chosen by the folds"
     folder = bundle.directory(record)
     assert (folder / encoder.MODEL_DIR / "config.json").is_file() and not (folder / bundle.ADAPTER_FILE).exists()
     assert not (settings.DATA_DIR / "retrieval" / "work" / str(record.pk)).exists(), "scratch models removed"
@@ -154,7 +157,7 @@ def test_the_epochs_and_rate_are_chosen_on_questions_the_training_never_sees(
         items, lib, encoder.passage_texts(lib.ids.tolist()), tmp_path / "choice", None
     )
     assert (epochs, rate) == (6, 1e-4) and report["chosen"] == "6 epochs, lr 0.0001"
-    tried = report["tried_dense_r@10+mrr@10"]
+    tried = report["tried"]
     assert tried["6 epochs, lr 0.0001"] > tried["1 epoch, lr 1e-09"]
     fit, check = report["questions"]
     assert fit + check == len(paraphrases) and check > 0
@@ -162,6 +165,15 @@ def test_the_epochs_and_rate_are_chosen_on_questions_the_training_never_sees(
     checked = {q.question for q, f in zip(paraphrases, inner, strict=True) if f == 0}
     assert len(trained_on) == 2 and all(not (questions & checked) for questions in trained_on)
     assert not (tmp_path / "choice").exists(), "the trial models are removed"
+
+
+def test_the_final_embedder_takes_the_setting_the_folds_chose_most():
+    def fold(epochs, rate, tried=True):
+        return {"epochs": epochs, "learning_rate": rate, "choice": {"tried": {"...": 1.0} if tried else None}}
+
+    assert training.most_chosen([fold(1, 2e-5), fold(2, 2e-5), fold(2, 2e-5)]) == (2, 2e-5)
+    assert training.most_chosen([fold(1, 5e-5), fold(2, 2e-5)]) == (1, 5e-5), "a tie: the earliest fold's"
+    assert training.most_chosen([fold(1, 2e-5, tried=False)]) is None, "no choice made: none to follow"
 
 
 def test_one_setting_is_used_without_a_trial(corpus, monkeypatch, tmp_path, settings):

@@ -247,15 +247,23 @@ def encoder_triples(items: Sequence[Labelled], lib: Library, texts: list[str]) -
 
 
 def fit_encoder(
-    items: Sequence[Labelled], lib: Library, out_dir: Path, note: Callable[[str], None] | None = None
+    items: Sequence[Labelled],
+    lib: Library,
+    out_dir: Path,
+    note: Callable[[str], None] | None = None,
+    setting: tuple[int, float] | None = None,
 ) -> tuple[encoder.TunedEncoder, dict[str, Any]]:
     """The packaged embedder fine-tuned on `items` (encoder.py), with its vectors of the library;
-    its epochs and learning rate chosen on a fifth of `items` (choose_encoder_setting)."""
+    its epochs and learning rate `setting`, or chosen on a fifth of `items` (choose_encoder_setting)."""
     texts = encoder.passage_texts(lib.ids.tolist())
     triples = encoder_triples(items, lib, texts)
     if len(triples) < 2:
         raise TrainingError("Too few questions with a gold passage in the library to fine-tune the embedder on.")
-    epochs, rate, choice = choose_encoder_setting(items, lib, texts, out_dir.with_name(f"{out_dir.name}-choice"), note)
+    if setting is not None:
+        epochs, rate, choice = *setting, {"chosen": setting_name(*setting), "tried": None, "why": "chosen by the folds"}
+    else:
+        scratch = out_dir.with_name(f"{out_dir.name}-choice")
+        epochs, rate, choice = choose_encoder_setting(items, lib, texts, scratch, note)
     shutil.rmtree(out_dir, ignore_errors=True)
     tuned, report = encoder.fit(triples, lib.ids, out_dir, note, epochs=epochs, learning_rate=rate)
     return tuned, report | {"choice": choice}
@@ -307,14 +315,23 @@ def choose_encoder_setting(
         "chosen": best,
         "questions": [len(fit), len(check)],
         "pool": len(pool),
-        "packaged_dense_r@10+mrr@10": figure(np.stack([query_vector(i) for i in check]), lib.vectors[pool]),
-        "tried_dense_r@10+mrr@10": {n: v[0] for n, v in tried.items()},
+        "measure": "dense Recall@10 + MRR@10 of the held-out fifth within the pool",
+        "packaged": figure(np.stack([query_vector(i) for i in check]), lib.vectors[pool]),
+        "tried": {n: v[0] for n, v in tried.items()},
     }
     return tried[best][1], tried[best][2], report
 
 
 def setting_name(epochs: int, rate: float) -> str:
     return f"{epochs} epoch{'s' if epochs > 1 else ''}, lr {rate:g}"
+
+
+def most_chosen(reports: Sequence[dict[str, Any]]) -> tuple[int, float] | None:
+    """The setting the folds' embedders chose most often (the earliest fold's choice in a tie), for
+    the final embedder: choosing again on every question would cost as much as a fold's choice.
+    None when the folds made no choice (one setting listed)."""
+    chosen = [(r["epochs"], r["learning_rate"]) for r in reports if r["choice"].get("tried")]
+    return max(chosen, key=chosen.count) if chosen else None
 
 
 def folds_of(questions: Sequence[Question], k: int, salt: str = "") -> list[int]:
@@ -680,7 +697,9 @@ def train_bundle(
         fitted, adapter_report = fit_adapter(items, lib) if adapt and not tune else (None, {"chosen": None})
         tuned, tuned_report = None, None
         if tune:
-            tuned, tuned_report = fit_encoder(items, lib, scratch / "final", lambda detail: step(90, detail))
+            setting = most_chosen([row["encoder"] for row in figures["per_fold"]])
+            tuned, tuned_report = fit_encoder(items, lib, scratch / "final", lambda text: step(90, text), setting)
+            figures["embedder_setting"] = tuned_report["choice"]["chosen"]
         if fitted is not None or tuned is not None:
             items = relabel(items, lib, None, adapter=fitted, tuned=tuned)
         ranker = train_ranker(items)

@@ -142,6 +142,7 @@ class Command(BaseCommand):
         if tuned:
             seconds = ", ".join(f"{t['seconds']:.0f}" for t in tuned)
             self.stdout.write(f"  embedder fine-tuned per fold on {tuned[0]['triples']}+ pairs, seconds: {seconds}")
+            self.stdout.write(f"  its epochs and learning rate per fold: {[t['choice']['chosen'] for t in tuned]}")
         fs = f["first_stage_recall"]
         self.stdout.write(f"  first stage recall@{f['first_stage_depth']} per half: {fs['mean']:.4f} ({fs['sd']:.4f})")
         d = f.get("decision") or {}
