@@ -199,7 +199,7 @@ EMBEDDING_MODEL_PATH = env_str("REGQA_EMBEDDING_MODEL", "")
 EMBEDDING_BATCH_SIZE = env_int("REGQA_EMBEDDING_BATCH", 32, minimum=1)
 # Epochs and learning rates a retrieval bundle tries when it fine-tunes the embedder: each is
 # trained on four fifths of the training questions and scored on the fifth (by question), and the
-# best is used. One pair: no choice. Three ("1:2e-5,2:2e-5,1:5e-5") cost about 4.5x the time and
+# best is used. One pair: no choice. Three ("1:2e-5,2:2e-5,1:5e-5") cost about 4-5x the time and
 # chose a setting no better held out on ObliQA (docs/benchmarks.md), hence the default.
 ENCODER_SETTINGS = env_training_settings("REGQA_ENCODER_SETTINGS", "1:2e-5")
 

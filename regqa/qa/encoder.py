@@ -117,11 +117,12 @@ def fit(
     *,
     epochs: int,
     learning_rate: float,
+    texts: list[str] | None = None,
 ) -> tuple[TunedEncoder, dict[str, Any]]:
     """Fine-tune the packaged embedder on the triples into `out_dir`, then embed the passages `ids`
-    with it (the bundle's copy of the vectors)."""
+    with it (the bundle's copy of the vectors; `texts`: theirs as embedded, if already read)."""
     report = train(triples, out_dir, epochs, learning_rate, progress)
-    texts = passage_texts(ids.tolist())
+    texts = passage_texts(ids.tolist()) if texts is None else texts
 
     def embedded(n: int) -> None:
         if progress:

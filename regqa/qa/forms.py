@@ -150,8 +150,9 @@ class RetrievalTrainingForm(forms.Form):
         required=False,
         label="Fine-tune the embedder",
         help_text="Retrain the embedding model itself (kept with the bundle, with its own vectors of the library) "
-        "instead of adapting the question side only: usually better, much slower (about 15 minutes a fold on "
-        "2 cores for 2,200 questions; more when REGQA_ENCODER_SETTINGS lists several settings to choose from).",
+        "instead of adapting the question side only: usually better, much slower (about 15 minutes a fold for "
+        "2,200 questions on 2 cores of an AMD EPYC with AVX-512, more without AVX-512; 4-5x that when "
+        "REGQA_ENCODER_SETTINGS lists three settings to choose from).",
     )
 
     MAX_BYTES = 50 * 1024 * 1024

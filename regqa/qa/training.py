@@ -265,7 +265,7 @@ def fit_encoder(
         scratch = out_dir.with_name(f"{out_dir.name}-choice")
         epochs, rate, choice = choose_encoder_setting(items, lib, texts, scratch, note)
     shutil.rmtree(out_dir, ignore_errors=True)
-    tuned, report = encoder.fit(triples, lib.ids, out_dir, note, epochs=epochs, learning_rate=rate)
+    tuned, report = encoder.fit(triples, lib.ids, out_dir, note, epochs=epochs, learning_rate=rate, texts=texts)
     return tuned, report | {"choice": choice}
 
 

@@ -42,8 +42,9 @@ class Command(BaseCommand):
             "--fine-tune-embedder",
             action="store_true",
             help="fine-tune the embedder (per fold, then on every question) and carry it with its own vectors of the "
-            "library, instead of a query adapter: about 15 minutes a fold on 2 cores for 2,200 questions (more when "
-            "REGQA_ENCODER_SETTINGS lists several epochs:rate settings to choose from)",
+            "library, instead of a query adapter: about 15 minutes a fold for 2,200 questions on 2 cores of an AMD "
+            "EPYC with AVX-512, more without AVX-512 (4-5x that when REGQA_ENCODER_SETTINGS lists three "
+            "epochs:rate settings to choose from)",
         )
         parser.add_argument(
             "--synthetic",
