@@ -42,7 +42,13 @@ def main() -> None:
     folds = training.folds_of(questions, args.folds)
     rest = [i for i, f in zip(items, folds, strict=True) if f != args.fold - 1]
     held = [i for i, f in zip(items, folds, strict=True) if f == args.fold - 1]
-    report: dict = {"fold": args.fold, "train": len(rest), "test": len(held), "grid": settings.ENCODER_SETTINGS}
+    report: dict = {
+        "fold": args.fold,
+        "train": len(rest),
+        "test": len(held),
+        "grid": settings.ENCODER_SETTINGS,
+        "hard_negatives": settings.ENCODER_NEGATIVES,
+    }
     report["packaged"] = {
         "dense": training.summarise(held, "dense", None, 10),
         "reranker": training.summarise(held, "reranker", training.train_ranker(rest), 10),

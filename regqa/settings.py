@@ -84,7 +84,7 @@ def env_secret(name: str) -> str:
 
 def env_training_settings(name: str, default: str) -> tuple[tuple[int, float], ...]:
     """Settings to try, as "EPOCHS:LEARNING_RATE" separated by commas, e.g. "1:2e-5,2:2e-5"."""
-    value = env_str(name, default)
+    value = os.environ.get(name) or default  # empty: the default, as for the other variables
     out = []
     for item in value.split(","):
         epochs, _, rate = item.strip().partition(":")
@@ -202,6 +202,10 @@ EMBEDDING_BATCH_SIZE = env_int("REGQA_EMBEDDING_BATCH", 32, minimum=1)
 # best is used. One pair: no choice. Three ("1:2e-5,2:2e-5,1:5e-5") cost about 4-5x the time and
 # chose a setting no better held out on ObliQA (docs/benchmarks.md), hence the default.
 ENCODER_SETTINGS = env_training_settings("REGQA_ENCODER_SETTINGS", "1:2e-5")
+# Hard negatives per training pair of the embedder: the best-ranked passages of the untrained
+# ranking that are not gold (each is one more passage through the model: three took 3.2x the time
+# and lifted the dense half, not the bundle's ranking, on ObliQA: docs/benchmarks.md).
+ENCODER_NEGATIVES = env_int("REGQA_ENCODER_NEGATIVES", 1, minimum=0)
 
 # Retrieval and answering.
 RETRIEVE_TOP_K = env_int("REGQA_TOP_K", 5, minimum=1)

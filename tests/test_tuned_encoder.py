@@ -6,6 +6,8 @@ stored (packaged) vectors; the fine-tuning and its vectors use the real all-Mini
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -104,7 +106,7 @@ def test_a_bundle_fine_tunes_the_embedder_searches_its_own_vectors_and_embeds_ne
     assert tuned > packaged + 0.1, (tuned, packaged)
     assert all("encoder" in row and "adapter" not in row for row in figures["per_fold"])
     assert [row["encoder"]["choice"]["chosen"] for row in figures["per_fold"]] == ["6 epochs, lr 0.0001"] * 3
-    assert figures["embedder_setting"] == "6 epochs, lr 0.0001"
+    assert figures["embedder_setting"] == "6 epochs, lr 0.0001, 1 hard negative"
     manifest = json.loads((bundle.directory(record) / "bundle.json").read_text())
     assert manifest["embedder"]["fine_tuned"]["choice"]["why"] == "chosen by the folds"
     folder = bundle.directory(record)
@@ -143,12 +145,14 @@ def test_the_epochs_and_rate_are_chosen_on_questions_the_training_never_sees(
 ):
     monkeypatch.setattr(encoder, "BATCH", 4)
     settings.ENCODER_SETTINGS = ((1, 1e-9), (6, 1e-4))  # a rate that learns nothing, and one that learns
+    settings.ENCODER_NEGATIVES = 2
     lib = rank.library()
     items = training.label(paraphrases, lib)
     trained_on = []
     real_train = encoder.train
 
     def train(triples, out_dir, epochs, rate, progress=None):
+        assert {len(t) for t in triples} == {4}, "question, gold passage and two hard negatives"
         trained_on.append({t[0] for t in triples})
         return real_train(triples, out_dir, epochs, rate, progress)
 
@@ -185,19 +189,46 @@ def test_one_setting_is_used_without_a_trial(corpus, monkeypatch, tmp_path, sett
     assert (epochs, rate, report["chosen"]) == (2, 3e-5, "2 epochs, lr 3e-05")
 
 
+@pytest.mark.parametrize("negatives", [0, 1, 2])
+def test_each_pair_carries_the_untrained_rankings_best_non_gold_passages_as_hard_negatives(corpus, settings, negatives):
+    settings.ENCODER_NEGATIVES = negatives
+    lib = rank.library()
+    items = training.label(corpus, lib)
+    texts = encoder.passage_texts(lib.ids.tolist())
+    tuples = training.encoder_triples(items, lib, texts)
+    assert len(tuples) == len(corpus)
+    for item, (question, gold, *hard) in zip(items, tuples, strict=True):
+        position = lib.external_ids.index(item.question.gold[0]["passage_id"])
+        expected = [int(p) for p in rank.untrained_order(item.group) if int(p) != position][:negatives]
+        assert question == item.question.question and gold == texts[position]
+        assert hard == [texts[p] for p in expected] and gold not in hard
+    if negatives:  # the guidance note on the same topic outranks the rule untrained: the first negative
+        assert all("Guidance on" in t[2] for t in tuples)
+
+
 @pytest.mark.parametrize(
     "value, error",
     [("2", "EPOCHS:LEARNING_RATE"), ("1:fast", "EPOCHS:LEARNING_RATE"), ("0:2e-5", "at least 1"), ("1:2", "between")],
 )
 def test_bad_encoder_settings_fail_at_start_up(value, error):
-    import subprocess
-    import sys
-
-    env = {"DJANGO_SETTINGS_MODULE": "regqa.settings", "REGQA_SECRET_KEY": "x", "REGQA_ENCODER_SETTINGS": value}
-    done = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        env=env | {"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-    )
+    done = start_up({"REGQA_ENCODER_SETTINGS": value})
     assert done.returncode != 0 and "REGQA_ENCODER_SETTINGS" in done.stderr and error in done.stderr
+
+
+def test_an_empty_setting_is_the_default_and_negatives_cannot_be_negative():
+    done = start_up(
+        {"REGQA_ENCODER_SETTINGS": "", "REGQA_ENCODER_NEGATIVES": ""},
+        "print(settings.ENCODER_SETTINGS, settings.ENCODER_NEGATIVES)",
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "((1, 2e-05),) 1", done.stderr
+    done = start_up({"REGQA_ENCODER_NEGATIVES": "-1"})
+    assert done.returncode != 0 and "REGQA_ENCODER_NEGATIVES must be at least 0" in done.stderr
+
+
+def start_up(variables: dict[str, str], then: str = "") -> subprocess.CompletedProcess[str]:
+    """Python started with the settings read from `variables` (and nothing else of this process's)."""
+    env = {"DJANGO_SETTINGS_MODULE": "regqa.settings", "REGQA_SECRET_KEY": "x"} | variables
+    code = f"import django; django.setup(); from django.conf import settings; {then}"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env | {"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )

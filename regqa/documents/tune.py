@@ -101,9 +101,9 @@ def fine_tune(
                 continue
             queries = model(model.preprocess([pair[0] for pair in batch]))["sentence_embedding"]
             # In-batch negatives: every other passage of the batch is a wrong answer to a question,
-            # and so is each hard negative (a third element: a passage the first stage ranks high
-            # that is not gold); the same passage twice in a batch is not a negative of itself.
-            texts = [pair[1] for pair in batch] + [pair[2] for pair in batch if len(pair) > 2]
+            # and so is each hard negative (the elements after the second: passages the first stage
+            # ranks high that are not gold); the same passage twice in a batch is not a negative of itself.
+            texts = [pair[1] for pair in batch] + [text for pair in batch for text in pair[2:]]
             passages = model(model.preprocess(texts))["sentence_embedding"]
             scores = queries @ passages.T * 20.0
             gold = [pair[1] for pair in batch]

@@ -10,10 +10,11 @@ A passage added after training has no vector in the copy until the worker embeds
 run after each document is ready): meanwhile the bundle's dense half does not see it, and BM25
 and the packaged embedder's top candidates still propose it (rank.candidates).
 
-Training (training.py builds the triples): each (question, gold passage) with the best-ranked
-non-gold candidate of the untrained ranking as a hard negative, other passages of the batch as
-more negatives (documents.tune.fine_tune), for the epochs and learning rate training.py chooses
-among settings.ENCODER_SETTINGS on a fifth of the training questions.
+Training (training.py builds the tuples): each (question, gold passage) with the best-ranked
+non-gold candidates of the untrained ranking as hard negatives (settings.ENCODER_NEGATIVES),
+other passages of the batch as more negatives (documents.tune.fine_tune), for the epochs and
+learning rate training.py chooses among settings.ENCODER_SETTINGS on a fifth of the training
+questions.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def train(
     learning_rate: float,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune the packaged embedder on (question, passage, hard negative) triples into `out_dir`."""
+    """Fine-tune the packaged embedder on (question, passage, hard negatives...) tuples into `out_dir`."""
     total = epochs * len(triples)
     done = [0]
 

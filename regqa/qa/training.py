@@ -9,6 +9,7 @@ features never name a passage (rank.py), so no question is answered from another
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 import statistics
 from collections.abc import Callable, Sequence
@@ -231,18 +232,19 @@ def adapter_examples(items: Sequence[Labelled], lib: Library, names: dict[int, s
     return out
 
 
-def encoder_triples(items: Sequence[Labelled], lib: Library, texts: list[str]) -> list[tuple[str, str, str]]:
-    """Training triples of the embedder: each question with each of its gold passages (anywhere
-    in the library) and the best-ranked non-gold candidate of the untrained ranking. `texts`:
-    the library's passages as embedded, by position."""
+def encoder_triples(items: Sequence[Labelled], lib: Library, texts: list[str]) -> list[tuple[str, ...]]:
+    """Training tuples of the embedder: each question with each of its gold passages (anywhere in
+    the library) and the settings.ENCODER_NEGATIVES best-ranked non-gold candidates of the
+    untrained ranking (hard negatives). `texts`: the library's passages as embedded, by position."""
     names = file_names()
     out = []
     for item in items:
         positives = gold_positions(lib, item.question.gold, names)
-        negative = next((int(p) for p in untrained_order(item.group) if int(p) not in positives), None)
-        if negative is None:
+        order = (int(p) for p in untrained_order(item.group) if int(p) not in positives and texts[int(p)])
+        negatives = [texts[p] for p in itertools.islice(order, settings.ENCODER_NEGATIVES)]
+        if len(negatives) < settings.ENCODER_NEGATIVES:
             continue
-        out += [(item.question.question, texts[p], texts[negative]) for p in sorted(positives) if texts[p]]
+        out += [(item.question.question, texts[p], *negatives) for p in sorted(positives) if texts[p]]
     return out
 
 
@@ -266,7 +268,7 @@ def fit_encoder(
         epochs, rate, choice = choose_encoder_setting(items, lib, texts, scratch, note)
     shutil.rmtree(out_dir, ignore_errors=True)
     tuned, report = encoder.fit(triples, lib.ids, out_dir, note, epochs=epochs, learning_rate=rate, texts=texts)
-    return tuned, report | {"choice": choice}
+    return tuned, report | {"choice": choice, "hard_negatives": settings.ENCODER_NEGATIVES}
 
 
 ENCODER_POOL_DEPTH = 20  # the untrained ranking's best candidates of each check question, scored with its gold
@@ -281,8 +283,9 @@ def choose_encoder_setting(
     ranking's top candidates of every check question, not the whole library: embedding the library
     once per setting would cost more than the setting's training."""
     grid = settings.ENCODER_SETTINGS
+    unchosen = (*grid[0], {"chosen": setting_name(*grid[0]), "tried": None})  # the first listed, untried
     if len(grid) == 1:
-        return grid[0][0], grid[0][1], {"chosen": setting_name(*grid[0]), "tried": None}
+        return unchosen
     names = file_names()
     inner = folds_of([i.question for i in items], 5, salt="encoder")  # not the outer folds' split
     fit = [i for i, f in zip(items, inner, strict=True) if f != 0]
@@ -299,7 +302,7 @@ def choose_encoder_setting(
 
     triples = encoder_triples(fit, lib, texts)
     if len(triples) < 2 or not any(golds):
-        return grid[0][0], grid[0][1], {"chosen": setting_name(*grid[0]), "tried": None, "why": "too few questions"}
+        return unchosen[0], unchosen[1], unchosen[2] | {"why": "too few questions"}
     tried: dict[str, tuple[float, int, float]] = {}
     for epochs, rate in grid:
         name = setting_name(epochs, rate)
@@ -699,7 +702,10 @@ def train_bundle(
         if tune:
             setting = most_chosen([row["encoder"] for row in figures["per_fold"]])
             tuned, tuned_report = fit_encoder(items, lib, scratch / "final", lambda text: step(90, text), setting)
-            figures["embedder_setting"] = tuned_report["choice"]["chosen"]
+            negatives = tuned_report["hard_negatives"]
+            figures["embedder_setting"] = (
+                f"{tuned_report['choice']['chosen']}, {negatives} hard negative{'s' if negatives != 1 else ''}"
+            )
         if fitted is not None or tuned is not None:
             items = relabel(items, lib, None, adapter=fitted, tuned=tuned)
         ranker = train_ranker(items)
