@@ -61,16 +61,19 @@ def labelled_questions(description: str, *options: tuple[str, dict], json_out: b
 
 
 def decision_examples(description: str, *options: tuple[str, dict]) -> tuple[Any, list, list, list]:
-    """What a decision bench starts from: --questions Q.jsonl [--unanswerable P.jsonl] plus
+    """What a decision bench starts from: --questions Q.jsonl [--unanswerable P.jsonl] [--examples E.json] plus
     `options` (name, add_argument keywords) parsed, Django set up on REGQA_DATA_DIR as it is, and
     train_decision's examples built (each question as asked and with its gold documents withheld,
     plus the probe). Returns the arguments, the questions, the probe questions and the examples."""
     import argparse
+    import dataclasses
+    import json
     import time
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--questions", type=Path, required=True)
     parser.add_argument("--unanswerable", type=Path)
+    parser.add_argument("--examples", type=Path, help="a JSON file of the examples: read if it exists, else written")
     for name, keywords in options:
         parser.add_argument(name, **keywords)
     args = parser.parse_args()
@@ -80,7 +83,12 @@ def decision_examples(description: str, *options: tuple[str, dict]) -> tuple[Any
     questions = evaluate.read_questions(args.questions)
     probe = evaluate.read_questions(args.unanswerable) if args.unanswerable else []
     started = time.perf_counter()
-    examples = evaluate.decision_examples(questions, probe)
+    if args.examples and args.examples.exists():  # built before on the same data: the bench reads them
+        examples = [evaluate.DecisionExample(**e) for e in json.loads(args.examples.read_text())]
+    else:
+        examples = evaluate.decision_examples(questions, probe)
+        if args.examples:
+            args.examples.write_text(json.dumps([dataclasses.asdict(e) for e in examples]))
     stated = sum(e.stated for e in examples)
     print(f"{len(examples)} examples ({stated} stated) in {time.perf_counter() - started:.0f} s", flush=True)
     return args, questions, probe, examples
