@@ -283,9 +283,9 @@ def choose_encoder_setting(
     ranking's top candidates of every check question, not the whole library: embedding the library
     once per setting would cost more than the setting's training."""
     grid = settings.ENCODER_SETTINGS
-    unchosen = (*grid[0], {"chosen": setting_name(*grid[0]), "tried": None})  # the first listed, untried
+    untried = {"chosen": setting_name(*grid[0]), "tried": None}  # the first listed, when there is no choice
     if len(grid) == 1:
-        return unchosen
+        return *grid[0], untried
     names = file_names()
     inner = folds_of([i.question for i in items], 5, salt="encoder")  # not the outer folds' split
     fit = [i for i, f in zip(items, inner, strict=True) if f != 0]
@@ -302,7 +302,7 @@ def choose_encoder_setting(
 
     triples = encoder_triples(fit, lib, texts)
     if len(triples) < 2 or not any(golds):
-        return unchosen[0], unchosen[1], unchosen[2] | {"why": "too few questions"}
+        return *grid[0], untried | {"why": "too few questions"}
     tried: dict[str, tuple[float, int, float]] = {}
     for epochs, rate in grid:
         name = setting_name(epochs, rate)
