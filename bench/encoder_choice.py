@@ -9,6 +9,10 @@ folds), nothing written to the data directory: fine-tunes on the other folds' qu
 setting tried on four fifths of them, scored on the fifth, the best trained on all of them),
 embeds the library with it, and reports the held-out fold's dense half and reranker beside the
 packaged embedder's, the inner scores of each setting, and the time of each step.
+
+`--synthetic-bundle N` adds the questions the local model wrote for bundle N (`train_retrieval
+--synthetic`, kept ones only) to the training side, as `train_retrieval --pairs F --synthetic N`
+does: they never reach the held-out fold, and they were written from passages, not from questions.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=2)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--synthetic-bundle", type=int, metavar="N", help="also train on bundle N's written questions")
     args = parser.parse_args()
     setup_django_here()
     from django.conf import settings
 
-    from regqa.qa import rank, training
+    from regqa.qa import rank, synthetic, training
     from regqa.qa.evaluate import read_questions
+    from regqa.qa.models import RetrievalBundle
 
     started = time.perf_counter()
     questions = read_questions(args.questions)
@@ -42,17 +48,25 @@ def main() -> None:
     folds = training.folds_of(questions, args.folds)
     rest = [i for i, f in zip(items, folds, strict=True) if f != args.fold - 1]
     held = [i for i, f in zip(items, folds, strict=True) if f == args.fold - 1]
+    written = []
+    if args.synthetic_bundle:
+        written = training.label(synthetic.pairs(RetrievalBundle.objects.get(pk=args.synthetic_bundle)), lib)
     report: dict = {
         "fold": args.fold,
         "train": len(rest),
         "test": len(held),
         "grid": settings.ENCODER_SETTINGS,
         "hard_negatives": settings.ENCODER_NEGATIVES,
+        "synthetic": len(written),
     }
     report["packaged"] = {
         "dense": training.summarise(held, "dense", None, 10),
         "reranker": training.summarise(held, "reranker", training.train_ranker(rest), 10),
     }
+    if written:
+        reranker = training.train_ranker(rest + written)
+        report["packaged"]["reranker_with_written"] = training.summarise(held, "reranker", reranker, 10)
+        rest = rest + written  # the embedder and the tuned reranker train on both
     report["label_seconds"] = round(time.perf_counter() - started)
     print(json.dumps(report, default=str), flush=True)
 

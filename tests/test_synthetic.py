@@ -12,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from regqa.audit.models import AuditEvent, EventKind
 from regqa.qa import adapter, bundle, decision_model, rank, synthetic, training
 from regqa.qa.evaluate import Question, file_names
 from regqa.qa.models import RetrievalBundle, SyntheticQuestion
@@ -80,7 +81,7 @@ def test_generation_keeps_what_the_first_stage_finds_and_resumes_after_the_worke
     )
 
 
-def test_a_bundle_trained_on_written_questions_only(corpus, fake_llm, tmp_path):
+def test_a_bundle_trained_on_written_questions_only(corpus, fake_llm, tmp_path, client_for):
     fake_llm.writer = topic_question
     call_command("train_retrieval", "--synthetic", "60", "--folds", "3", verbosity=0)
     record = RetrievalBundle.objects.latest("pk")
@@ -111,6 +112,16 @@ def test_a_bundle_trained_on_written_questions_only(corpus, fake_llm, tmp_path):
     mixed = RetrievalBundle.objects.latest("pk")
     assert mixed.pk != record.pk and mixed.status == RetrievalBundle.Status.ACTIVE, mixed.detail
     assert "written questions only" not in mixed.detail
+    # the written questions train every fold but only the labelled ones are scored (they are easier)
+    written = SyntheticQuestion.objects.filter(bundle=mixed, outcome=SyntheticQuestion.Outcome.KEPT).count()
+    assert written > 10 and mixed.figures["trained_only"] == written and mixed.figures["questions"] == len(corpus)
+    assert sum(row["test"] for row in mixed.figures["per_fold"]) == len(corpus)
+    assert all(row["train"] + row["test"] == len(corpus) + written for row in mixed.figures["per_fold"])
+    assert mixed.summary["questions"] == len(corpus) + written  # the final bundle learned from both
+    trained = AuditEvent.objects.filter(kind=EventKind.RETRIEVAL_TRAINED).latest("seq")
+    assert f"({written} written by the local model, trained on but not scored)" in trained.summary
+    page = client_for("admin").get(reverse("retrieval")).content.decode()
+    assert f"figures from the {len(corpus)} labelled questions only; the {written} written ones trained" in page
     with pytest.raises(CommandError, match="--pairs FILE, --feedback and/or --synthetic N"):
         call_command("train_retrieval", verbosity=0)
 

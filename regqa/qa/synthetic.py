@@ -191,9 +191,10 @@ def train(
         "labelled_questions": len(labelled),
     }
     only_written = not labelled
+    scored, unscored = (pairs(record), []) if only_written else (labelled, pairs(record))
     record = training.train_bundle(
-        record, labelled + pairs(record), folds=folds, activate=activate and not only_written, adapt=adapt,
-        progress=progress, user=user, actor=actor, about=about,
+        record, scored, folds=folds, activate=activate and not only_written, adapt=adapt,
+        progress=progress, user=user, actor=actor, about=about, written=unscored,
     )  # fmt: skip
     if only_written and record.status == RetrievalBundle.Status.READY:
         RetrievalBundle.objects.filter(pk=record.pk).update(detail=f"{record.detail}. {NOT_ACTIVATED_WRITTEN}")

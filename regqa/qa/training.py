@@ -541,10 +541,12 @@ def cross_validate(
     decide: list[DecisionRow] | None = None,
     tune_in: Path | None = None,
     note: Callable[[str], None] | None = None,
+    train_only: Sequence[Labelled] = (),
 ) -> dict[str, Any]:
     """Train on k-1 folds, evaluate the held-out one, for every fold: each method's mean and
-    standard deviation over folds, and the first stage's recall. With `adapt` (the library), each
-    fold also trains a query adapter on its training questions, relabels every question with it
+    standard deviation over folds, and the first stage's recall. `train_only` (questions the local
+    model wrote) joins every fold's training side and is never held out or scored. With `adapt`
+    (the library), each fold also trains a query adapter on its training questions, relabels every question with it
     (the first stage changes) and trains and scores the reranker on those candidates. With
     `decide` (a list), each fold's ranker also ranks its held-out questions as asked and with
     their gold documents withheld, and the answer decision's examples are appended to it. With
@@ -568,6 +570,7 @@ def cross_validate(
         rest = [item for item, f in zip(items, assignment, strict=True) if f != fold]
         if not held or not rest:
             raise TrainingError(f"Too few questions for {k_folds} folds (fold {fold + 1} would be empty).")
+        rest += train_only
         weight = choose_fusion_weight(rest, k)  # min-max fusion's weight, from the training folds only
         row: dict[str, Any] = {"fold": fold + 1, "train": len(rest), "test": len(held), "fusion_dense_weight": weight}
         for method in METHODS[:-1]:
@@ -603,7 +606,9 @@ def cross_validate(
             )
         if progress:
             progress(fold + 1)
-    summary: dict[str, Any] = {"folds": k_folds, "k": k, "questions": len(items), "per_fold": per_fold}
+    summary: dict[str, Any] = {
+        "folds": k_folds, "k": k, "questions": len(items), "trained_only": len(train_only), "per_fold": per_fold
+    }  # fmt: skip
     for method in methods_of(per_fold[0]):
         for metric in per_fold[0][method]:
             values = [row[method][metric] for row in per_fold]
@@ -637,10 +642,13 @@ def train_bundle(
     user=None,
     actor: str = "",
     about: dict[str, Any] | None = None,
+    written: Sequence[Question] = (),
 ) -> RetrievalBundle:
     """Train a retrieval bundle from labelled questions: cross-validate the learned ranking by
     question, train the final ranker on every question, write the bundle, and activate it only
-    if its held-out figures beat the active ranking's. With `adapt`, the bundle also carries a
+    if its held-out figures beat the active ranking's. `written` (questions the local model wrote,
+    beside labelled ones) are trained on in every fold but never scored: the figures, and so the
+    activation, are the labelled questions' alone. With `adapt`, the bundle also carries a
     query adapter of the embedder (adapter.py), cross-validated like the ranker; a bundle asked to
     (`record.fine_tune_embedder`) carries a fine-tuned embedder and its own vectors of the library
     instead (encoder.py), fine-tuned once per fold and once more on every question. Bad input (no
@@ -659,7 +667,7 @@ def train_bundle(
 
     try:
         lib = library()
-        found = check_gold(questions, lib, file_names())
+        found = check_gold([*questions, *written], lib, file_names())
         if len(questions) < max(folds, MIN_QUESTIONS):
             raise TrainingError(
                 f"{len(questions)} questions are too few to train and cross-validate on "
@@ -672,6 +680,7 @@ def train_bundle(
                 step(5 + 55 * n // len(questions), f"Found the candidates of {n} of {len(questions)} questions")
 
         items = label(questions, lib, progress=labelled)
+        extra = label(written, lib)
         step(60, f"Cross-validating over {folds} folds")
         rows: list[DecisionRow] = []
         figures = cross_validate(
@@ -683,7 +692,9 @@ def train_bundle(
             decide=rows,
             tune_in=scratch if tune else None,
             note=lambda detail: step(at[0], detail),
+            train_only=extra,
         )
+        items += extra  # the final bundle learns from every question
         step(90, "Training the answer decision on the held-out rankings")
         decision, figures["decision"] = train_decision(rows)
         real_questions = (about or {}).get("labelled_questions", len(questions))
@@ -743,7 +754,8 @@ def train_bundle(
     record.refresh_from_db()
     audit_log.record(
         EventKind.RETRIEVAL_TRAINED,
-        f"Retrieval {record.label} trained on {len(questions)} questions",
+        f"Retrieval {record.label} trained on {len(questions) + len(written)} questions"
+        + (f" ({len(written)} written by the local model, trained on but not scored)" if written else ""),
         user=user,
         actor=actor,
         data={
